@@ -1,0 +1,182 @@
+"""Single-teacher task distillation, end to end.
+
+Phases (each resumable from its own checkpoints in the workdir):
+  1. fine-tune the teacher on the task (hard loss);
+  2. compute the frozen teacher's outputs over the training set once (cached);
+  3. train the student on `α·hard + (1−α)·τ²·soft` against the cached outputs;
+  4. evaluate both, measure size and speed, export both as HF checkpoints,
+     write summary.json and print a table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from kdjax import parallel, students, summary, teachers, train
+from kdjax.data.batching import TrainBatches
+from kdjax.data.sources import (during_training_eval_split, final_eval_split,
+                                fingerprint, load_task)
+from kdjax.data.tokenize import check_tokenizer, encode, load_tokenizer
+from kdjax.errors import KdjaxError
+from kdjax.models.bert import count_params
+from kdjax.models.hf import export_hf_checkpoint, load_hf_checkpoint
+from kdjax.observe import MetricsLog
+
+_TEACHER_PHASE, _STUDENT_PHASE = 1, 2
+
+
+def _phase_params(name, phase_id, model, params, arrays, spec, section, config, mesh,
+                  workdir, log, eval_fn, alpha, temperature):
+  """Trains `params` for one phase (resuming if checkpoints exist); returns params."""
+  batches = TrainBatches(arrays, section.batch_size, seed=config.seed + phase_id,
+                         process_index=jax.process_index(),
+                         process_count=jax.process_count())
+  parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
+  total = train.steps_for(batches.num_examples, section.batch_size, section.epochs)
+  schedule = train.Schedule(section.learning_rate, total,
+                            int(section.warmup_fraction * total), section.weight_decay)
+  tx = train.make_optimizer(schedule)
+  state = parallel.replicate(train.init_state(params, tx), mesh)
+  step_fn = train.jit_train_step(train.classifier_train_step, mesh, model=model, tx=tx,
+                                 alpha=alpha, temperature=temperature,
+                                 regression=spec.regression)
+  phase = train.Phase(name, step_fn, batches, total,
+                      os.path.join(workdir, 'checkpoints', name), eval_fn,
+                      config.eval_every, config.checkpoint_every, config.log_every,
+                      config.keep_checkpoints)
+  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), phase_id)
+  return train.run_phase(phase, state, rng, mesh, log)['params']
+
+
+def _subsample(examples, limit: int, seed: int):
+  if not limit or len(examples) <= limit:
+    return examples
+  keep = np.random.default_rng(seed).permutation(len(examples))[:limit]
+  return examples.subset(np.sort(keep))
+
+
+def _hardware() -> dict:
+  d = jax.devices()[0]
+  return {'platform': d.platform, 'device_kind': d.device_kind,
+          'device_count': jax.device_count(), 'process_count': jax.process_count(),
+          'cpu_count': os.cpu_count(), 'machine': platform.machine(),
+          'jax': jax.__version__}
+
+
+def _write_json(path: str, data: dict) -> None:
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs all phases; returns (and writes to workdir/summary.json) the summary."""
+  started = time.time()
+  train.ensure_writable(workdir)
+  teacher_dir = teachers.resolve_teacher_dir(config.teacher.checkpoint)
+  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=config.seed)
+  tokenizer = load_tokenizer(teacher_dir)
+  check_tokenizer(tokenizer, ckpt.config.vocab_size, teacher_dir)
+  max_length = config.data.max_length
+  if max_length > ckpt.config.max_position_embeddings:
+    raise KdjaxError(f'data.max_length {max_length} exceeds the teacher\'s '
+                     f'{ckpt.config.max_position_embeddings} positions; lower it')
+
+  spec, splits = load_task(config.data)
+  dev_split, final_split = during_training_eval_split(splits), final_eval_split(splits)
+  for name in set((dev_split, final_split)):
+    splits[name] = _subsample(splits[name], config.data.max_eval_examples, config.data.split_seed)
+  encoded = {name: {**encode(tokenizer, ex, max_length), 'labels': ex.labels}
+             for name, ex in splits.items()}
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  log = MetricsLog(workdir)
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+
+  def inputs_of(name):
+    return {k: v for k, v in encoded[name].items() if k != 'labels'}
+
+  def eval_fn_for(predict):
+    return lambda params: train.evaluate(predict, params, inputs_of(dev_split),
+                                         encoded[dev_split]['labels'], spec,
+                                         config.eval_batch_size, mesh)
+
+  # 1. Teacher.
+  t_model, t_params = teachers.build_teacher(ckpt, spec, config.seed)
+  t_predict = train.jit_predict(t_model, mesh)
+  if config.teacher.epochs > 0:
+    t_params = _phase_params('teacher', _TEACHER_PHASE, t_model, t_params, encoded['train'],
+                             spec, config.teacher, config, mesh, workdir, log,
+                             eval_fn_for(t_predict), alpha=1.0, temperature=1.0)
+  t_params = parallel.replicate(t_params, mesh)
+
+  # 2. Teacher outputs over the training set, computed once.
+  cache_key = '-'.join((teachers.params_digest(t_params), fingerprint(splits['train']),
+                        str(max_length)))
+  teacher_logits = teachers.cached_outputs(
+      os.path.join(workdir, 'cache'), cache_key,
+      lambda: train.predict_all(t_predict, t_params, inputs_of('train'),
+                                config.eval_batch_size, mesh, desc='teacher outputs'))
+
+  # 3. Student.
+  s_config = students.student_config(ckpt.config, config.student)
+  s_model, s_params = students.init_student(
+      s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
+      jax.device_get(t_params), config.student.teacher_layers)
+  s_predict = train.jit_predict(s_model, mesh)
+  s_params = _phase_params('student', _STUDENT_PHASE, s_model, s_params,
+                           {**encoded['train'], 'teacher_logits': teacher_logits}, spec,
+                           config.distill, config, mesh, workdir, log,
+                           eval_fn_for(s_predict), alpha=config.distill.alpha,
+                           temperature=config.distill.temperature)
+
+  # 4. Report.
+  result = {'task': spec.name, 'eval_split': final_split,
+            'data_sizes': {k: len(v) for k, v in splits.items()},
+            'teacher_checkpoint': teacher_dir, 'hardware': _hardware()}
+  for role, model_cfg, model_params, predict in (
+      ('teacher', ckpt.config, t_params, t_predict),
+      ('student', s_config, s_params, s_predict)):
+    metrics = train.evaluate(predict, model_params, inputs_of(final_split),
+                             encoded[final_split]['labels'], spec,
+                             config.eval_batch_size, mesh)
+    host_params = jax.device_get(model_params)
+    export_dir = os.path.join(workdir, 'export', role)
+    if jax.process_index() == 0:
+      export_hf_checkpoint(export_dir, model_cfg, host_params['bert'],
+                           host_params['classifier'], spec.label_names, teacher_dir)
+    result[role] = {
+        'metrics': metrics, 'params': count_params(host_params),
+        'disk_bytes': summary.file_size(os.path.join(export_dir, 'model.safetensors')),
+        'examples_per_s': summary.inference_speed(predict, model_params,
+                                                  inputs_of(final_split),
+                                                  config.eval_batch_size, mesh,
+                                                  config.speed_repeats),
+        'export_dir': export_dir,
+        'architecture': {'layers': model_cfg.num_layers, 'hidden': model_cfg.hidden_size,
+                         'heads': model_cfg.num_heads,
+                         'intermediate': model_cfg.intermediate_size},
+    }
+    log.write(f'{role}_final', 0, {f'{final_split}_{k}': v for k, v in metrics.items()})
+  primary = spec.metrics[0]
+  t, s = result['teacher'], result['student']
+  result['comparison'] = {
+      'primary_metric': primary,
+      'kept_fraction': s['metrics'][primary] / t['metrics'][primary]
+      if t['metrics'][primary] else float('nan'),
+      'param_ratio': t['params'] / s['params'],
+      'disk_ratio': t['disk_bytes'] / max(s['disk_bytes'], 1),
+      'speedup': s['examples_per_s'] / t['examples_per_s'],
+  }
+  result['wall_seconds'] = time.time() - started
+  log.close()
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, 'summary.json'), result)
+  return result

@@ -1,0 +1,67 @@
+"""Task metrics on host numpy arrays: accuracy, F1, MCC, Pearson, Spearman."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+  return float(np.mean(predictions == labels))
+
+
+def f1(predictions: np.ndarray, labels: np.ndarray, num_classes: int = 2) -> float:
+  """Binary F1 of class 1 (GLUE's MRPC F1); macro-averaged F1 for more classes."""
+  classes = [1] if num_classes == 2 else range(num_classes)
+  scores = []
+  for c in classes:
+    tp = np.sum((predictions == c) & (labels == c))
+    fp = np.sum((predictions == c) & (labels != c))
+    fn = np.sum((predictions != c) & (labels == c))
+    scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+  return float(np.mean(scores))
+
+
+def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray,
+                      num_classes: int = 2) -> float:
+  """Multi-class MCC (Gorodkin 2004), equal to the binary formula for 2 classes."""
+  confusion = np.zeros((num_classes, num_classes), np.float64)
+  np.add.at(confusion, (labels.astype(int), predictions.astype(int)), 1)
+  t, p = confusion.sum(1), confusion.sum(0)
+  c, s = np.trace(confusion), confusion.sum()
+  denom = np.sqrt(s * s - p @ p) * np.sqrt(s * s - t @ t)
+  return 0.0 if denom == 0 else float((c * s - t @ p) / denom)
+
+
+def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
+  if np.std(predictions) == 0 or np.std(labels) == 0:
+    return 0.0
+  return float(stats.pearsonr(predictions, labels)[0])
+
+
+def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
+  if np.std(predictions) == 0 or np.std(labels) == 0:
+    return 0.0
+  return float(stats.spearmanr(predictions, labels)[0])
+
+
+CLASSIFICATION_METRICS: dict[str, Callable[..., float]] = {
+    'accuracy': accuracy, 'f1': f1, 'mcc': matthews_corrcoef}
+REGRESSION_METRICS: dict[str, Callable[..., float]] = {
+    'pearson': pearson, 'spearman': spearman}
+
+
+def compute_metrics(names: tuple[str, ...], outputs: np.ndarray, labels: np.ndarray,
+                    regression: bool) -> dict[str, float]:
+  """Metrics named in `names` for model outputs ([N, C] logits or [N, 1] scores)."""
+  if regression:
+    scores = outputs.reshape(-1)
+    return {n: REGRESSION_METRICS[n](scores, labels) for n in names}
+  predictions = outputs.argmax(-1)
+  num_classes = outputs.shape[-1]
+  result = {}
+  for n in names:
+    fn = CLASSIFICATION_METRICS[n]
+    result[n] = fn(predictions, labels) if n == 'accuracy' else fn(predictions, labels, num_classes)
+  return result

@@ -1,0 +1,84 @@
+"""Student architectures and their initialisation (random or from teacher layers)."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from kdjax.errors import KdjaxError
+from kdjax.models.bert import BertConfig, init_params
+from kdjax.models.heads import BertClassifier
+
+
+def student_config(teacher: BertConfig, s) -> BertConfig:
+  """A student sharing the teacher's tokenizer (vocab, positions, token types)."""
+  try:
+    return dataclasses.replace(
+        teacher, hidden_size=s.hidden_size, num_layers=s.num_layers, num_heads=s.num_heads,
+        intermediate_size=s.intermediate_size)
+  except ValueError as e:
+    raise KdjaxError(f'student config: {e}') from None
+
+
+def default_layer_map(num_student: int, num_teacher: int) -> tuple[int, ...]:
+  """Evenly spaced teacher layers, always ending with the last one."""
+  return tuple(int(round(x)) for x in np.linspace(num_teacher / num_student - 1,
+                                                  num_teacher - 1, num_student))
+
+
+def init_student(config: BertConfig, num_outputs: int, seed: int, init: str,
+                 teacher_config: BertConfig, teacher_params, teacher_layers=()):
+  """(model, params). `init`: 'random', or 'teacher_layers' (copy embeddings,
+  pooler and the layers `teacher_layers` of the teacher; same widths needed),
+  or 'teacher_embeddings' (random layers, word embeddings from the teacher's
+  projected on their top principal directions when the student is narrower)."""
+  model = BertClassifier(config, num_outputs)
+  params = jax.tree.map(np.asarray, init_params(model, jax.random.PRNGKey(seed)))
+  teacher_bert = teacher_params['bert']
+  if init == 'random':
+    return model, params
+  if init == 'teacher_embeddings':
+    params['bert']['embeddings'] = _projected_embeddings(
+        teacher_bert['embeddings'], params['bert']['embeddings'], config.hidden_size)
+    return model, params
+  if init != 'teacher_layers':
+    raise KdjaxError(f"unknown student.init {init!r}; use 'random', 'teacher_layers' or "
+                     "'teacher_embeddings'")
+  widths = ('hidden_size', 'num_heads', 'intermediate_size')
+  if any(getattr(config, w) != getattr(teacher_config, w) for w in widths):
+    raise KdjaxError('student.init=teacher_layers needs the teacher\'s hidden_size, '
+                     'num_heads and intermediate_size; use init=random for a narrower student')
+  layer_map = tuple(teacher_layers) or default_layer_map(config.num_layers,
+                                                         teacher_config.num_layers)
+  if len(layer_map) != config.num_layers or not all(
+      0 <= t < teacher_config.num_layers for t in layer_map):
+    raise KdjaxError(f'student.teacher_layers {layer_map} must name {config.num_layers} '
+                     f'teacher layers in [0, {teacher_config.num_layers})')
+  params['bert']['embeddings'] = teacher_bert['embeddings']
+  params['bert']['pooler'] = teacher_bert['pooler']
+  for i, t in enumerate(layer_map):
+    params['bert'][f'layer_{i}'] = teacher_bert[f'layer_{t}']
+  params = jax.tree.map(np.array, params)  # own copies, never aliases of the teacher
+  return model, params
+
+
+def _projected_embeddings(teacher_emb, student_emb, width: int):
+  """Teacher embedding tables reduced to `width` dims by PCA of the word table.
+
+  Keeps the lexical geometry the teacher learned, which a randomly initialised
+  narrow student otherwise has to relearn from a small labelled set.
+  """
+  words = np.asarray(teacher_emb['word_embeddings']['embedding'], np.float64)
+  mean = words.mean(0, keepdims=True)
+  _, _, vt = np.linalg.svd(words - mean, full_matrices=False)
+  basis = vt[:width].T  # [d_T, width]
+  if basis.shape[1] < width:
+    raise KdjaxError('student.init=teacher_embeddings needs hidden_size <= the teacher\'s')
+  out = dict(student_emb)
+  for table in ('word_embeddings', 'position_embeddings', 'token_type_embeddings'):
+    t = np.asarray(teacher_emb[table]['embedding'], np.float64)
+    # The three tables are summed, so only one of them carries the centring.
+    centred = t - mean if table == 'word_embeddings' else t
+    out[table] = {'embedding': (centred @ basis).astype(np.float32)}
+  return out

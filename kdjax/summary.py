@@ -1,0 +1,56 @@
+"""Sizes, inference speed and the final teacher-vs-student table."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from kdjax import parallel
+
+
+def inference_speed(predict: Callable, params, arrays: dict[str, np.ndarray],
+                    batch_size: int, mesh: Mesh, repeats: int) -> float:
+  """Examples per second of the jitted forward pass on one fixed batch.
+
+  The first call (compilation) is excluded; `repeats` calls are timed and
+  synchronised once at the end, as a serving loop would run.
+  """
+  rows = np.arange(batch_size) % len(arrays['input_ids'])
+  batch = parallel.to_global({k: v[rows] for k, v in arrays.items()}, mesh)
+  jax.block_until_ready(predict(params, batch))
+  start = time.perf_counter()
+  outs = [predict(params, batch) for _ in range(repeats)]
+  jax.block_until_ready(outs)
+  return batch_size * repeats / (time.perf_counter() - start)
+
+
+def file_size(path: str) -> int:
+  return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def format_table(summary: dict) -> str:
+  """A short fixed-width table of teacher vs student for the terminal."""
+  t, s = summary['teacher'], summary['student']
+  metric_names = list(t['metrics'])
+  rows = [('', 'teacher', 'student')]
+  for name in metric_names:
+    rows.append((f"{summary['eval_split']} {name}", f"{t['metrics'][name]:.4f}",
+                 f"{s['metrics'][name]:.4f}"))
+  rows += [
+      ('parameters', f"{t['params'] / 1e6:.2f}M", f"{s['params'] / 1e6:.2f}M"),
+      ('disk (fp32 safetensors)', f"{t['disk_bytes'] / 2**20:.1f} MiB",
+       f"{s['disk_bytes'] / 2**20:.1f} MiB"),
+      ('inference examples/s', f"{t['examples_per_s']:.1f}", f"{s['examples_per_s']:.1f}"),
+  ]
+  widths = [max(len(r[i]) for r in rows) for i in range(3)]
+  lines = ['  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                     enumerate(zip(r, widths))) for r in rows]
+  c = summary['comparison']
+  lines.append(f"compression {c['param_ratio']:.1f}x parameters, {c['disk_ratio']:.1f}x disk; "
+               f"speed-up {c['speedup']:.1f}x; student keeps "
+               f"{100 * c['kept_fraction']:.1f}% of the teacher's {c['primary_metric']}")
+  return '\n'.join(lines)

