@@ -106,20 +106,23 @@ def predict_all(predict: Callable, params, arrays: dict[str, np.ndarray],
                 batch_size: int, mesh: Mesh, desc: str | None = None) -> np.ndarray:
   """Outputs for every row of `arrays`, in order, as one host array [N, C]."""
   n = len(arrays['input_ids'])
-  outputs = []
+  outputs, in_flight = [], None
   bar = progress(math.ceil(n / batch_size), desc, unit='batch') if desc else None
   for batch in eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
-    weights = batch.pop('weights')
-    del weights  # padding rows are trimmed below
+    del batch['weights']  # padding rows are trimmed below
     out = predict(params, parallel.to_global(batch, mesh))
     if jax.process_count() > 1:
       out = multihost_utils.process_allgather(out, tiled=True)
-    outputs.append(out)
-    if bar:
-      bar.update(1)
+    if in_flight is not None:  # read the previous batch while this one computes
+      outputs.append(np.asarray(in_flight))
+      if bar:
+        bar.update(1)
+    in_flight = out
+  outputs.append(np.asarray(in_flight))
   if bar:
+    bar.update(1)
     bar.close()
-  return np.concatenate([np.asarray(o) for o in outputs])[:n]
+  return np.concatenate(outputs)[:n]
 
 
 def evaluate(predict: Callable, params, arrays: dict[str, np.ndarray], labels: np.ndarray,

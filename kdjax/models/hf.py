@@ -177,22 +177,27 @@ def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
                          tokenizer_dir: str) -> str:
   """Writes a directory `AutoModelForSequenceClassification` loads.
 
-  `label_names=None` marks a regression head (one score). The directory is
+  `label_names=None` marks a regression head (one score); `head_params=None`
+  writes a bare encoder (`BertModel`). The directory is
   written beside `out_dir` and renamed into place, so a crash never leaves a
   half-written export under the final name.
   """
   from transformers import AutoTokenizer  # slow import; only needed here
 
-  num_labels = 1 if label_names is None else len(label_names)
   hf = config.to_hf_dict()
-  hf.update({
-      'architectures': ['BertForSequenceClassification'],
-      'num_labels': num_labels,
-      'problem_type': 'regression' if label_names is None else 'single_label_classification',
-      'id2label': {str(i): (label_names[i] if label_names else 'score') for i in range(num_labels)},
-      'label2id': {(label_names[i] if label_names else 'score'): i for i in range(num_labels)},
-      'classifier_dropout': None,
-  })
+  if head_params is None:  # a bare encoder (e.g. a teacher to fine-tune later)
+    hf['architectures'] = ['BertModel']
+  else:
+    num_labels = 1 if label_names is None else len(label_names)
+    names = list(label_names) if label_names else ['score']
+    hf.update({
+        'architectures': ['BertForSequenceClassification'],
+        'num_labels': num_labels,
+        'problem_type': 'regression' if label_names is None else 'single_label_classification',
+        'id2label': {str(i): name for i, name in enumerate(names)},
+        'label2id': {name: i for i, name in enumerate(names)},
+        'classifier_dropout': None,
+    })
   parent = os.path.dirname(os.path.abspath(out_dir))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix='.export-', dir=parent)

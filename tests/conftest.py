@@ -1,0 +1,42 @@
+"""Shared fixtures. Four fake CPU devices, so data-parallel code paths run."""
+import os
+
+# Must be set before jax is imported anywhere in the test process.
+if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_force_host_platform_device_count=4').strip()
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from kdjax.models.bert import BertConfig, BertEncoder, init_params  # noqa: E402
+from kdjax.models.hf import export_hf_checkpoint  # noqa: E402
+from kdjax.teachers import bundled_teacher_dir  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLUE_DIR = os.environ.get('KDJAX_GLUE_DIR') or os.path.join(REPO, '..', 'shared', 'data', 'glue')
+
+TINY = BertConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads=4,
+                  intermediate_size=64, max_position_embeddings=64)
+
+
+@pytest.fixture(scope='session')
+def minilm_dir() -> str:
+  return bundled_teacher_dir()
+
+
+@pytest.fixture(scope='session')
+def tiny_teacher_dir(tmp_path_factory, minilm_dir) -> str:
+  """A tiny random BERT saved as a HF checkpoint with the real MiniLM tokenizer."""
+  path = str(tmp_path_factory.mktemp('tiny') / 'teacher')
+  params = init_params(BertEncoder(TINY), jax.random.PRNGKey(0))
+  return export_hf_checkpoint(path, TINY, jax.device_get(params), None, None, minilm_dir)
+
+
+@pytest.fixture(scope='session')
+def glue_dir() -> str:
+  if not os.path.isdir(GLUE_DIR):
+    pytest.skip(f'GLUE files not found at {GLUE_DIR}; set KDJAX_GLUE_DIR')
+  return GLUE_DIR

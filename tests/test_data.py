@@ -1,0 +1,143 @@
+"""Data sources, split determinism, batching, tokenization, and bad input."""
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from kdjax.data import sources
+from kdjax.data.batching import TrainBatches, eval_batches
+from kdjax.data.tasks import GLUE_TASKS, TaskSpec, get_task
+from kdjax.data.tokenize import encode, load_tokenizer
+from kdjax.defaults import get_config
+from kdjax.errors import KdjaxError
+
+
+def test_bbc_split_is_deterministic_stratified_and_deduplicated():
+  a = sources.load_bbc(sources.bbc_root(), seed=0, dev_fraction=0.1, test_fraction=0.1)
+  b = sources.load_bbc(sources.bbc_root(), seed=0, dev_fraction=0.1, test_fraction=0.1)
+  c = sources.load_bbc(sources.bbc_root(), seed=1, dev_fraction=0.1, test_fraction=0.1)
+  for split in ('train', 'dev', 'test'):
+    assert a[split].texts_a == b[split].texts_a
+    np.testing.assert_array_equal(a[split].labels, b[split].labels)
+  assert a['test'].texts_a != c['test'].texts_a
+  texts = [t for s in a.values() for t in s.texts_a]
+  assert len(texts) == len(set(texts)) == 2225 - 98  # the corpus's exact duplicates dropped
+  assert not set(a['train'].texts_a) & set(a['test'].texts_a)
+  total = sum(len(s) for s in a.values())
+  for label in range(5):  # every class is split ~80/10/10
+    share = np.mean(a['test'].labels == label)
+    overall = sum(np.sum(s.labels == label) for s in a.values()) / total
+    assert abs(share - overall) < 0.01
+
+
+def test_glue_local_files(glue_dir):
+  expected_train = {'cola': 8551, 'sst2': 67349, 'mrpc': 3668, 'stsb': 5749, 'rte': 2490,
+                    'wnli': 635}
+  for task, n in expected_train.items():
+    splits = sources.load_glue_dir(task, glue_dir)
+    assert len(splits['train']) == n, task
+    assert (splits['train'].texts_b is not None) == GLUE_TASKS[task].is_pair
+  stsb = sources.load_glue_dir('stsb', glue_dir)['dev']
+  assert stsb.labels.dtype == np.float32 and 0 <= stsb.labels.min() and stsb.labels.max() <= 5
+  rte = sources.load_glue_dir('rte', glue_dir)['dev']
+  assert set(np.unique(rte.labels)) == {0, 1}
+
+
+def _data_config(**overrides):
+  data = get_config().data
+  for k, v in overrides.items():
+    data[k] = v
+  return data
+
+
+def test_user_csv_tsv_json(tmp_path):
+  rows = [('good movie', 'pos'), ('bad plot', 'neg'), ('great', 'pos'), ('awful', 'neg')] * 5
+  (tmp_path / 'd.csv').write_text('review,sentiment\n' + ''.join(f'{t},{l}\n' for t, l in rows))
+  (tmp_path / 'd.tsv').write_text('review\tsentiment\n' + ''.join(f'{t}\t{l}\n' for t, l in rows))
+  (tmp_path / 'd.json').write_text(json.dumps([{'review': t, 'sentiment': l} for t, l in rows]))
+  for name in ('d.csv', 'd.tsv', 'd.json'):
+    spec, splits = sources.load_task(_data_config(
+        source='file', train_file=str(tmp_path / name), text_columns=('review',),
+        label_column='sentiment', dev_fraction=0.2, test_fraction=0.2))
+    assert spec.label_names == ('neg', 'pos')
+    assert sum(len(s) for s in splits.values()) == 20
+    assert set(splits) == {'train', 'dev', 'test'}
+
+
+@pytest.mark.parametrize('content,message', [
+    ('review,sentiment\n', 'no examples'),
+    ('text,sentiment\nhello,pos\nbye,neg\n', "no column 'review'"),
+    ('review,sentiment\nhello,pos\nbye,neg,extra\n', 'different number of fields'),
+])
+def test_user_file_errors(tmp_path, content, message):
+  path = tmp_path / 'bad.csv'
+  path.write_text(content)
+  with pytest.raises(KdjaxError, match=message):
+    sources.load_task(_data_config(source='file', train_file=str(path),
+                                   text_columns=('review',), label_column='sentiment'))
+
+
+def test_label_outside_task_range(tmp_path):
+  train, dev = tmp_path / 'train.csv', tmp_path / 'dev.csv'
+  train.write_text('text,label\na,pos\nb,neg\nc,pos\nd,neg\n')
+  dev.write_text('text,label\na,pos\nb,maybe\n')
+  with pytest.raises(KdjaxError, match="label 'maybe', outside the task labels"):
+    sources.load_task(_data_config(source='file', train_file=str(train), dev_file=str(dev)))
+
+
+def test_invalid_utf8_and_missing_files(tmp_path, glue_dir):
+  bad = tmp_path / 'bad.tsv'
+  bad.write_bytes(b'text\tlabel\n\xff\xfe bad bytes\tpos\n')
+  with pytest.raises(KdjaxError, match='not valid UTF-8'):
+    sources.load_task(_data_config(source='file', train_file=str(bad)))
+  with pytest.raises(KdjaxError, match='missing'):
+    sources.load_task(_data_config(source='file', train_file=str(tmp_path / 'none.csv')))
+  with pytest.raises(KdjaxError, match='missing'):
+    sources.load_glue_dir('rte', str(tmp_path))
+  with pytest.raises(KdjaxError, match='unknown task'):
+    get_task('imdb')
+
+
+def test_malformed_glue_tsv(tmp_path, glue_dir):
+  folder = tmp_path / 'RTE'
+  folder.mkdir()
+  (folder / 'train.tsv').write_text('index\tsentence1\tsentence2\tlabel\n0\ta\tb\n')
+  with pytest.raises(KdjaxError, match=r'train.tsv:2 has 3 fields'):
+    sources.load_glue_dir('rte', str(tmp_path))
+  (folder / 'train.tsv').write_text('index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n')
+  with pytest.raises(KdjaxError, match='outside the task labels'):
+    sources.load_glue_dir('rte', str(tmp_path))
+
+
+def test_tokenization_static_shapes_and_pairs(minilm_dir):
+  tok = load_tokenizer(minilm_dir)
+  spec = TaskSpec('t', ('a', 'b'), ('0', '1'), ('accuracy',))
+  from kdjax.data.tasks import Examples
+  ex = Examples(['a first sentence ' * 40, 'short'], ['second', 'also short'],
+                np.array([0, 1], np.int32))
+  enc = encode(tok, ex, 32)
+  assert all(v.shape == (2, 32) and v.dtype == np.int32 for v in enc.values())
+  assert enc['token_type_ids'][1].max() == 1 and enc['attention_mask'][1].sum() < 32
+  assert enc['input_ids'][0, 0] == tok.cls_token_id
+  assert spec.is_pair
+
+
+def test_train_batches_are_a_pure_function_of_step_and_sharded():
+  arrays = {'x': np.arange(100)}
+  whole = TrainBatches(arrays, 8, seed=3)
+  assert whole.steps_per_epoch == 12
+  np.testing.assert_array_equal(whole.batch_at(17)['x'], TrainBatches(arrays, 8, seed=3).batch_at(17)['x'])
+  epoch = np.concatenate([whole.batch_at(s)['x'] for s in range(12)])
+  assert len(set(epoch)) == 96  # no repeats within an epoch
+  assert not np.array_equal(whole.batch_at(0)['x'], whole.batch_at(12)['x'])  # reshuffled
+  parts = [TrainBatches(arrays, 8, seed=3, process_index=p, process_count=2).batch_at(5)['x']
+           for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate(parts), whole.batch_at(5)['x'])
+
+
+def test_eval_batches_pad_with_zero_weight():
+  batches = list(eval_batches({'x': np.arange(10)}, 4))
+  assert [b['x'].shape for b in batches] == [(4,)] * 3
+  np.testing.assert_array_equal(batches[-1]['weights'], [1, 1, 0, 0])
+  assert sum(b['weights'].sum() for b in batches) == 10

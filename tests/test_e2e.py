@@ -1,0 +1,92 @@
+"""End to end: an interrupted run resumes to the same result; the real :quick CLI run."""
+import json
+import os
+
+import pytest
+
+from kdjax import train
+from kdjax.defaults import get_config
+from kdjax.methods import kd
+from tests.test_cli import run_cli
+
+
+def tiny_config(teacher_dir):
+  c = get_config('quick')
+  c.teacher.checkpoint = teacher_dir
+  c.data.max_length = 32
+  c.data.max_train_examples = 96
+  c.data.max_eval_examples = 32
+  c.teacher.epochs = 1.0
+  c.distill.epochs = 2.0
+  c.student.hidden_size = 16
+  c.student.num_heads = 2
+  c.student.intermediate_size = 32
+  c.student.num_layers = 1
+  c.checkpoint_every = 2
+  c.eval_every = 4
+  c.speed_repeats = 1
+  return c
+
+
+class Interrupt(Exception):
+  pass
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, tiny_teacher_dir, monkeypatch):
+  config = tiny_config(tiny_teacher_dir)
+  reference = kd.run(config, str(tmp_path / 'uninterrupted'))
+
+  # Interrupt the student phase after its 5th step (checkpoint at step 4).
+  original = train.jit_train_step
+  calls = {'n': 0}
+
+  def jit_then_interrupt(step_fn, mesh, **static):
+    jitted = original(step_fn, mesh, **static)
+    if static['alpha'] == 1.0:  # the teacher phase runs untouched
+      return jitted
+
+    def step(state, batch, rng):
+      calls['n'] += 1
+      if calls['n'] == 6:
+        raise Interrupt
+      return jitted(state, batch, rng)
+    return step
+
+  monkeypatch.setattr(train, 'jit_train_step', jit_then_interrupt)
+  workdir = str(tmp_path / 'interrupted')
+  with pytest.raises(Interrupt):
+    kd.run(config, workdir)
+  saved = sorted(os.listdir(os.path.join(workdir, 'checkpoints', 'student')))
+  assert '4' in saved and '6' not in saved
+  monkeypatch.setattr(train, 'jit_train_step', original)
+  resumed = kd.run(config, workdir)
+
+  for role in ('teacher', 'student'):
+    assert resumed[role]['metrics'] == reference[role]['metrics'], role
+  # The resumed student started from step 4, not from scratch.
+  lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  student_steps = [l['step'] for l in lines if l['phase'] == 'student' and 'loss' in l]
+  assert student_steps.count(5) == 2 and student_steps.count(3) == 1
+
+
+def test_quick_cli_run_writes_everything(tmp_path):
+  """The real all-MiniLM-L6-v2 on BBC News with `:quick`, through the CLI."""
+  workdir = tmp_path / 'quick'
+  proc = run_cli('--config', 'kdjax/defaults.py:quick', '--workdir', str(workdir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'compression' in proc.stdout and 'teacher' in proc.stdout
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['teacher']['params'] == 22_715_525  # 22.7M encoder + 5-way head
+  assert summary['student']['params'] < summary['teacher']['params'] / 1.9
+  assert 0 <= summary['student']['metrics']['accuracy'] <= 1
+  for role in ('teacher', 'student'):
+    export = workdir / 'export' / role
+    assert {'config.json', 'model.safetensors', 'vocab.txt'} <= set(os.listdir(export))
+  assert os.listdir(workdir / 'tensorboard' / 'student')
+  phases = {json.loads(l)['phase'] for l in open(workdir / 'metrics.jsonl')}
+  assert {'teacher', 'student', 'teacher_final', 'student_final'} <= phases
+  # Rerunning the finished command resumes every phase and trains nothing more.
+  again = run_cli('--config', 'kdjax/defaults.py:quick', '--workdir', str(workdir))
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.loads((workdir / 'summary.json').read_text())['student']['metrics'] == \
+      summary['student']['metrics']
