@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import traceback
 
@@ -17,11 +18,18 @@ from ml_collections import config_flags
 from kdjax import defaults
 from kdjax.errors import KdjaxError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', defaults.__file__, 'Experiment config file, optionally FILE:ARG (e.g. :quick).')
-_WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Run directory (checkpoints, logs, exports); default runs/<config>.')
-_VERBOSE = flags.DEFINE_boolean('verbose', False, 'Show tracebacks on errors.')
+_FLAGS: dict = {}
+
+
+def _define_flags() -> None:
+  """Defines the flags. config_flags reads `--config.key=value` overrides from
+  sys.argv right here, so a bad key surfaces now, not at parse time."""
+  _FLAGS['config'] = config_flags.DEFINE_config_file(
+      'config', defaults.__file__, 'Experiment config file, optionally FILE:ARG (e.g. :quick).')
+  _FLAGS['workdir'] = flags.DEFINE_string(
+      'workdir', None, 'Run directory (checkpoints, logs, exports); default runs/<config>.')
+  _FLAGS['verbose'] = flags.DEFINE_boolean('verbose', False, 'Show tracebacks on errors.')
+
 
 EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -35,9 +43,17 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(f'{e}; see `python -m kdjax.main --helpfull` and the config reference in README.md')
+    fail(f'{_one_line(e)}; see the config reference in README.md')
   except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError) as e:
-    fail(f'cannot load the config: {e}')
+    fail(f'cannot load the config: {_one_line(e)}')
+
+
+def _one_line(e: BaseException) -> str:
+  """The gist of a possibly multi-line library message (tracebacks included)."""
+  lines = [l.strip() for l in str(e).replace('\\n', '\n').splitlines() if l.strip()]
+  raised = [l for l in lines if re.match(r'^[A-Za-z_.]*(Error|Exception): ', l)]
+  text = raised[-1] if raised else ' '.join(lines)
+  return text.strip('"\'').replace("\\'", "'")
 
 
 def default_workdir(config_arg: str) -> str:
@@ -76,30 +92,39 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # library INFO lines drown the progress bars
   if len(argv) > 1:
     fail(f'unexpected arguments {argv[1:]}; use --config, --workdir and --config.KEY=VALUE')
-  config = _CONFIG.value
-  workdir = _WORKDIR.value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
+  try:
+    config = _FLAGS['config'].value
+    config_dict = config.to_dict()  # the config file is loaded lazily: load it now
+  except Exception as e:  # any failure to load the user's config file is bad input
+    fail(f'cannot load the config file: {_one_line(e)}')
+  workdir = _FLAGS['workdir'].value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   try:
     from kdjax.methods import kd  # imports jax: after flag errors are reported
     from kdjax.summary import format_table
-    check_same_config(workdir, config.to_dict())
+    check_same_config(workdir, config_dict)
     result = kd.run(config, workdir)
     print(format_table(result))
     print(f'summary: {os.path.join(workdir, "summary.json")}')
   except KdjaxError as e:
-    if _VERBOSE.value:
+    if _FLAGS['verbose'].value:
       traceback.print_exc()
     fail(str(e))
   except KeyboardInterrupt:
     fail('interrupted; rerun the same command to resume from the last checkpoint',
          EXIT_INTERRUPTED)
   except Exception as e:  # a bug, not bad input: still one line unless --verbose
-    if _VERBOSE.value:
+    if _FLAGS['verbose'].value:
       traceback.print_exc()
     fail(f'internal error {type(e).__name__}: {e} (rerun with --verbose for the traceback)',
          EXIT_INTERNAL)
 
 
 def entry() -> None:
+  try:
+    _define_flags()
+  except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError,
+          flags.Error) as e:
+    fail(f'bad config or override: {_one_line(e)}; check the key names in README.md')
   app.run(main, flags_parser=_parse_flags)
 
 

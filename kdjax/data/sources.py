@@ -219,8 +219,13 @@ def read_user_file(path: str, spec: TaskSpec, label_column: str) -> Examples:
 
 def user_label_names(train_file: str, label_column: str) -> tuple[str, ...]:
   """Label names of a user file when the config gives none: sorted unique values."""
-  return tuple(sorted({str(r.get(label_column)) for r in _read_records(train_file)
-                       if isinstance(r, dict)}))
+  records = _read_records(train_file)
+  if not records:
+    raise KdjaxError(f'{train_file} has no examples')
+  if not all(isinstance(r, dict) and label_column in r for r in records):
+    raise KdjaxError(f'{train_file} has no column {label_column!r} in every row; set '
+                     '--config.data.label_column')
+  return tuple(sorted({str(r[label_column]) for r in records}))
 
 
 # ---------------------------------------------------------------- identity
