@@ -1,4 +1,5 @@
 """The embedded default experiment: distil all-MiniLM-L6-v2 on BBC News.
+(`configs/bbc_distill.py` is the same experiment.)
 
   python -m kdjax.main                                  # this config
   python -m kdjax.main --config kdjax/defaults.py:quick # a smoke test
