@@ -16,6 +16,7 @@ import ml_collections
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.method = 'kd'                 # 'kd' (single teacher) | 'mtdnn_kd' (configs/glue_mtdnn_kd.py)
   c.seed = 0                      # model init, dropout and data order
   c.eval_every = 100              # steps between dev evaluations
   c.checkpoint_every = 100        # steps between checkpoints (and one at the end)

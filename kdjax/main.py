@@ -99,11 +99,11 @@ def main(argv: list[str]) -> None:
     fail(f'cannot load the config file: {_one_line(e)}')
   workdir = _FLAGS['workdir'].value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   try:
-    from kdjax.methods import kd  # imports jax: after flag errors are reported
-    from kdjax.summary import format_table
+    from kdjax.methods import get_method  # imports jax: after flag errors are reported
+    method = get_method(config_dict.get('method', 'kd'))
     check_same_config(workdir, config_dict)
-    result = kd.run(config, workdir)
-    print(format_table(result))
+    result = method.run(config, workdir)
+    print(method.format_table(result))
     print(f'summary: {os.path.join(workdir, "summary.json")}')
   except KdjaxError as e:
     if _FLAGS['verbose'].value:

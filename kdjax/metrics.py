@@ -65,3 +65,21 @@ def compute_metrics(names: tuple[str, ...], outputs: np.ndarray, labels: np.ndar
     fn = CLASSIFICATION_METRICS[n]
     result[n] = fn(predictions, labels) if n == 'accuracy' else fn(predictions, labels, num_classes)
   return result
+
+
+# The metrics the GLUE leaderboard scores each task by; a task with two metrics
+# scores their mean, and the GLUE score is the mean over tasks (x100).
+GLUE_SCORE_METRICS = {
+    'cola': ('mcc',), 'sst2': ('accuracy',), 'mrpc': ('accuracy', 'f1'),
+    'stsb': ('pearson', 'spearman'), 'qnli': ('accuracy',), 'rte': ('accuracy',),
+    'wnli': ('accuracy',), 'mnli': ('accuracy',), 'qqp': ('accuracy', 'f1'),
+}
+
+
+def glue_task_score(task: str, task_metrics: dict[str, float]) -> float:
+  return 100.0 * float(np.mean([task_metrics[m] for m in GLUE_SCORE_METRICS[task]]))
+
+
+def glue_average(per_task: dict[str, dict[str, float]]) -> float:
+  """The leaderboard's average over the tasks given (x100)."""
+  return float(np.mean([glue_task_score(t, m) for t, m in per_task.items()]))

@@ -29,19 +29,30 @@ def default_layer_map(num_student: int, num_teacher: int) -> tuple[int, ...]:
 
 def init_student(config: BertConfig, num_outputs: int, seed: int, init: str,
                  teacher_config: BertConfig, teacher_params, teacher_layers=()):
-  """(model, params). `init`: 'random', or 'teacher_layers' (copy embeddings,
-  pooler and the layers `teacher_layers` of the teacher; same widths needed),
-  or 'teacher_embeddings' (random layers, word embeddings from the teacher's
-  projected on their top principal directions when the student is narrower)."""
+  """(model, params) of a single-task student; see `initialise_encoder`."""
   model = BertClassifier(config, num_outputs)
   params = jax.tree.map(np.asarray, init_params(model, jax.random.PRNGKey(seed)))
-  teacher_bert = teacher_params['bert']
+  params['bert'] = initialise_encoder(params['bert'], config, init, teacher_config,
+                                      teacher_params['bert'], teacher_layers)
+  return model, params
+
+
+def initialise_encoder(student_bert, config: BertConfig, init: str,
+                       teacher_config: BertConfig, teacher_bert, teacher_layers=()):
+  """A student encoder param tree, from its random init `student_bert` and `init`:
+
+  'random' keeps it; 'teacher_embeddings' replaces the embedding tables by the
+  teacher's, projected on their top principal directions when the student is
+  narrower; 'teacher_layers' copies embeddings, pooler and the layers
+  `teacher_layers` of the teacher (same widths needed).
+  """
+  student_bert = dict(student_bert)
   if init == 'random':
-    return model, params
+    return student_bert
   if init == 'teacher_embeddings':
-    params['bert']['embeddings'] = _projected_embeddings(
-        teacher_bert['embeddings'], params['bert']['embeddings'], config.hidden_size)
-    return model, params
+    student_bert['embeddings'] = _projected_embeddings(
+        teacher_bert['embeddings'], student_bert['embeddings'], config.hidden_size)
+    return student_bert
   if init != 'teacher_layers':
     raise KdjaxError(f"unknown student.init {init!r}; use 'random', 'teacher_layers' or "
                      "'teacher_embeddings'")
@@ -55,12 +66,11 @@ def init_student(config: BertConfig, num_outputs: int, seed: int, init: str,
       0 <= t < teacher_config.num_layers for t in layer_map):
     raise KdjaxError(f'student.teacher_layers {layer_map} must name {config.num_layers} '
                      f'teacher layers in [0, {teacher_config.num_layers})')
-  params['bert']['embeddings'] = teacher_bert['embeddings']
-  params['bert']['pooler'] = teacher_bert['pooler']
+  student_bert['embeddings'] = teacher_bert['embeddings']
+  student_bert['pooler'] = teacher_bert['pooler']
   for i, t in enumerate(layer_map):
-    params['bert'][f'layer_{i}'] = teacher_bert[f'layer_{t}']
-  params = jax.tree.map(np.array, params)  # own copies, never aliases of the teacher
-  return model, params
+    student_bert[f'layer_{i}'] = teacher_bert[f'layer_{t}']
+  return jax.tree.map(np.array, student_bert)  # own copies, never aliases of the teacher
 
 
 def _projected_embeddings(teacher_emb, student_emb, width: int):

@@ -1,7 +1,9 @@
 """Sizes, inference speed and the final teacher-vs-student table."""
 from __future__ import annotations
 
+import json
 import os
+import platform
 import time
 from typing import Callable
 
@@ -54,3 +56,20 @@ def format_table(summary: dict) -> str:
                f"speed-up {c['speedup']:.1f}x; student keeps "
                f"{100 * c['kept_fraction']:.1f}% of the teacher's {c['primary_metric']}")
   return '\n'.join(lines)
+
+
+def hardware() -> dict:
+  """What the run ran on, for result tables."""
+  d = jax.devices()[0]
+  return {'platform': d.platform, 'device_kind': d.device_kind,
+          'device_count': jax.device_count(), 'process_count': jax.process_count(),
+          'cpu_count': os.cpu_count(), 'machine': platform.machine(),
+          'jax': jax.__version__}
+
+
+def write_json(path: str, data: dict) -> None:
+  """Writes JSON beside `path` and renames it in place: never a half-written file."""
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

@@ -75,6 +75,12 @@ def classifier_train_step(state: State, batch: dict[str, jax.Array], rng: jax.Ar
                                     alpha=alpha, temperature=temperature, regression=regression)
     return weighted_mean(per_example, batch['weights'])
 
+  return apply_gradients(state, loss_fn, tx)
+
+
+def apply_gradients(state: State, loss_fn: Callable, tx: optax.GradientTransformation
+                    ) -> tuple[State, dict[str, jax.Array]]:
+  """Differentiates `loss_fn(params) -> scalar` and applies one optimiser update."""
   loss, grads = jax.value_and_grad(loss_fn)(state['params'])
   updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
   new_state = {'step': state['step'] + 1,
@@ -197,6 +203,28 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
   bar.close()
   manager.close()
   return state
+
+
+def fit(name: str, phase_id: int, params, step_fn: Callable, batches, total_steps: int,
+        section, config, mesh: Mesh, checkpoint_dir: str, log: MetricsLog,
+        eval_fn: Callable, **step_static) -> Any:
+  """Trains `params` with `step_fn` for one resumable phase; returns the final params.
+
+  `section` holds the phase's optimiser settings (learning_rate,
+  warmup_fraction, weight_decay, batch_size); `config` the run-wide eval,
+  checkpoint and logging cadence and the seed.
+  """
+  parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
+  schedule = Schedule(section.learning_rate, total_steps,
+                      int(section.warmup_fraction * total_steps), section.weight_decay)
+  tx = make_optimizer(schedule)
+  state = parallel.replicate(init_state(params, tx), mesh)
+  jitted = jit_train_step(step_fn, mesh, tx=tx, **step_static)
+  phase = Phase(name, jitted, batches, total_steps, checkpoint_dir, eval_fn,
+                config.eval_every, config.checkpoint_every, config.log_every,
+                config.keep_checkpoints)
+  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), phase_id)
+  return run_phase(phase, state, rng, mesh, log)['params']
 
 
 def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:

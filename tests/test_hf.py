@@ -67,6 +67,9 @@ def test_export_round_trip(tmp_path, tiny_teacher_dir, minilm_dir, labels):
                                     else 'single_label_classification')
   if labels:
     assert [hf_config.id2label[i] for i in range(num)] == list(labels)
+  with open(os.path.join(out_dir, 'vocab.txt')) as f, \
+      open(os.path.join(minilm_dir, 'vocab.txt')) as g:
+    assert f.read() == g.read()
   tok = AutoTokenizer.from_pretrained(out_dir)
   assert tok('hello world')['input_ids'] == AutoTokenizer.from_pretrained(minilm_dir)(
       'hello world')['input_ids']

@@ -137,7 +137,10 @@ def read_glue_tsv(path: str, task: str, spec: TaskSpec) -> Examples:
   return Examples(texts[0], texts[1] if len(texts) > 1 else None, labels)
 
 
-def load_glue_dir(task: str, glue_dir: str) -> dict[str, Examples]:
+def load_glue_dir(task: str, glue_dir: str, require_train: bool = True
+                  ) -> dict[str, Examples]:
+  """train (and dev when present) of one task; `require_train=False` accepts a
+  task that has only its dev file."""
   if not glue_dir:
     raise KdjaxError('no GLUE directory: set --config.data.glue_dir or KDJAX_GLUE_DIR')
   folder = os.path.join(glue_dir, GLUE_DIRS[task])
@@ -145,7 +148,7 @@ def load_glue_dir(task: str, glue_dir: str) -> dict[str, Examples]:
   splits = {}
   for split in ('train', 'dev'):
     path = os.path.join(folder, f'{split}.tsv')
-    if split == 'train' or os.path.exists(path):
+    if (split == 'train' and require_train) or os.path.exists(path):
       splits[split] = read_glue_tsv(path, task, spec)
   return splits
 

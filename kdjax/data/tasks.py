@@ -52,7 +52,7 @@ class Examples:
 BBC_LABELS = ('business', 'entertainment', 'politics', 'sports', 'tech')
 
 GLUE_TASKS: dict[str, TaskSpec] = {
-    'cola': TaskSpec('cola', ('sentence',), ('0', '1'), ('mcc', 'accuracy')),
+    'cola': TaskSpec('cola', ('sentence',), ('0', '1'), ('mcc', 'accuracy')),  # MCC is GLUE's
     'sst2': TaskSpec('sst2', ('sentence',), ('0', '1'), ('accuracy',)),
     'mrpc': TaskSpec('mrpc', ('sentence1', 'sentence2'), ('0', '1'), ('accuracy', 'f1')),
     'stsb': TaskSpec('stsb', ('sentence1', 'sentence2'), None, ('pearson', 'spearman')),

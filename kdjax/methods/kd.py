@@ -9,9 +9,7 @@ Phases (each resumable from its own checkpoints in the workdir):
 """
 from __future__ import annotations
 
-import json
 import os
-import platform
 import time
 
 import jax
@@ -26,31 +24,22 @@ from kdjax.errors import KdjaxError
 from kdjax.models.bert import count_params
 from kdjax.models.hf import export_hf_checkpoint, load_hf_checkpoint
 from kdjax.observe import MetricsLog
+from kdjax.summary import format_table  # noqa: F401  (this method's table)
 
 _TEACHER_PHASE, _STUDENT_PHASE = 1, 2
 
 
 def _phase_params(name, phase_id, model, params, arrays, spec, section, config, mesh,
                   workdir, log, eval_fn, alpha, temperature):
-  """Trains `params` for one phase (resuming if checkpoints exist); returns params."""
+  """Trains a single-task classifier for one phase (resuming if checkpoints exist)."""
   batches = TrainBatches(arrays, section.batch_size, seed=config.seed + phase_id,
                          process_index=jax.process_index(),
                          process_count=jax.process_count())
-  parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
   total = train.steps_for(batches.num_examples, section.batch_size, section.epochs)
-  schedule = train.Schedule(section.learning_rate, total,
-                            int(section.warmup_fraction * total), section.weight_decay)
-  tx = train.make_optimizer(schedule)
-  state = parallel.replicate(train.init_state(params, tx), mesh)
-  step_fn = train.jit_train_step(train.classifier_train_step, mesh, model=model, tx=tx,
-                                 alpha=alpha, temperature=temperature,
-                                 regression=spec.regression)
-  phase = train.Phase(name, step_fn, batches, total,
-                      os.path.join(workdir, 'checkpoints', name), eval_fn,
-                      config.eval_every, config.checkpoint_every, config.log_every,
-                      config.keep_checkpoints)
-  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), phase_id)
-  return train.run_phase(phase, state, rng, mesh, log)['params']
+  return train.fit(name, phase_id, params, train.classifier_train_step, batches, total,
+                   section, config, mesh, os.path.join(workdir, 'checkpoints', name), log,
+                   eval_fn, model=model, alpha=alpha, temperature=temperature,
+                   regression=spec.regression)
 
 
 def _subsample(examples, limit: int, seed: int):
@@ -58,21 +47,6 @@ def _subsample(examples, limit: int, seed: int):
     return examples
   keep = np.random.default_rng(seed).permutation(len(examples))[:limit]
   return examples.subset(np.sort(keep))
-
-
-def _hardware() -> dict:
-  d = jax.devices()[0]
-  return {'platform': d.platform, 'device_kind': d.device_kind,
-          'device_count': jax.device_count(), 'process_count': jax.process_count(),
-          'cpu_count': os.cpu_count(), 'machine': platform.machine(),
-          'jax': jax.__version__}
-
-
-def _write_json(path: str, data: dict) -> None:
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
 
 
 def run(config, workdir: str) -> dict:
@@ -98,7 +72,7 @@ def run(config, workdir: str) -> dict:
   parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
   log = MetricsLog(workdir)
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+    summary.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
 
   def inputs_of(name):
     return {k: v for k, v in encoded[name].items() if k != 'labels'}
@@ -140,7 +114,7 @@ def run(config, workdir: str) -> dict:
   # 4. Report.
   result = {'task': spec.name, 'eval_split': final_split,
             'data_sizes': {k: len(v) for k, v in splits.items()},
-            'teacher_checkpoint': teacher_dir, 'hardware': _hardware()}
+            'teacher_checkpoint': teacher_dir, 'hardware': summary.hardware()}
   for role, model_cfg, model_params, predict in (
       ('teacher', ckpt.config, t_params, t_predict),
       ('student', s_config, s_params, s_predict)):
@@ -178,5 +152,5 @@ def run(config, workdir: str) -> dict:
   result['wall_seconds'] = time.time() - started
   log.close()
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'summary.json'), result)
+    summary.write_json(os.path.join(workdir, 'summary.json'), result)
   return result

@@ -206,7 +206,9 @@ def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
       json.dump(hf, f, indent=2, sort_keys=True)
     save_file(hf_state_dict(config, encoder_params, head_params),
               os.path.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.save_pretrained(tmp)
+    _write_vocab_txt(tokenizer, os.path.join(tmp, 'vocab.txt'))
     if os.path.exists(out_dir):
       shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -214,3 +216,19 @@ def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   return out_dir
+
+
+def _write_vocab_txt(tokenizer, path: str) -> None:
+  """The plain WordPiece vocab.txt (one token per line, in id order).
+
+  Recent `transformers` save only tokenizer.json; vocab.txt keeps the export
+  readable by every BERT tokenizer implementation.
+  """
+  if os.path.exists(path):
+    return
+  vocab = tokenizer.get_vocab()
+  by_id = sorted(vocab.items(), key=lambda item: item[1])
+  if [i for _, i in by_id] != list(range(len(by_id))):
+    return  # not a dense WordPiece vocabulary: tokenizer.json alone describes it
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(''.join(token + '\n' for token, _ in by_id))

@@ -1,0 +1,112 @@
+"""MT-DNN-KD pieces: ensemble soft targets, the mixed multi-task loss, the task sampler.
+
+Pure functions; the pipeline that uses them is `kdjax.methods.mtdnn`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kdjax.losses import hard_cross_entropy, soft_cross_entropy
+
+
+def ensemble_soft_targets(teacher_outputs: list[np.ndarray], regression: bool) -> np.ndarray:
+  """Averages K teachers: class probabilities [N, C] (from logits) or scores [N, 1]."""
+  stacked = np.stack([np.asarray(o, np.float64) for o in teacher_outputs])  # [K, N, C]
+  if regression:
+    return stacked.mean(0).astype(np.float32)
+  shifted = stacked - stacked.max(-1, keepdims=True)
+  probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+  return probs.mean(0).astype(np.float32)
+
+
+def ensemble_predictions(soft_targets: np.ndarray, regression: bool) -> np.ndarray:
+  """What the ensemble predicts, as outputs `compute_metrics` reads."""
+  return soft_targets if not regression else soft_targets.reshape(-1, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskTable:
+  """Static per-task facts the loss needs, indexed by task id."""
+  num_classes: tuple[int, ...]      # 1 for regression tasks
+  regression: tuple[bool, ...]
+
+  @property
+  def width(self) -> int:
+    return max(self.num_classes)
+
+
+def multitask_loss(logits: jax.Array, labels: jax.Array, soft_targets: jax.Array,
+                   has_soft: jax.Array, task_ids: jax.Array, table: TaskTable, *,
+                   hard_weight: float, temperature: float) -> jax.Array:
+  """Per-example MT-DNN-KD loss -> [B].
+
+  logits [B, W] (W = widest task), labels [B] (class id, or score as float),
+  soft_targets [B, W] (ensemble probabilities padded with 0, or the ensemble
+  score in column 0), has_soft [B] (1 where the task has a teacher), task_ids [B].
+  Loss = w·hard + (1−w)·soft where a teacher exists, hard alone otherwise;
+  CE for classification (padded classes masked out), squared error for regression.
+  """
+  num_classes = jnp.asarray(table.num_classes)[task_ids]
+  regression = jnp.asarray(table.regression)[task_ids]
+  valid = jnp.arange(logits.shape[-1])[None, :] < num_classes[:, None]
+  class_logits = jnp.where(valid, logits, -1e9)
+  class_ids = jnp.where(regression, 0, labels).astype(jnp.int32)
+  hard_ce = hard_cross_entropy(class_logits, class_ids)
+  soft_ce = soft_cross_entropy(class_logits, jax.lax.stop_gradient(soft_targets), temperature)
+  score = logits[:, 0]
+  hard_se = jnp.square(score - labels)
+  soft_se = jnp.square(score - jax.lax.stop_gradient(soft_targets[:, 0]))
+  hard = jnp.where(regression, hard_se, hard_ce)
+  soft = jnp.where(regression, soft_se, soft_ce)
+  return jnp.where(has_soft > 0, hard_weight * hard + (1.0 - hard_weight) * soft, hard)
+
+
+def task_schedule(task_sizes: list[int], batch_size: int, total_steps: int,
+                  seed: int) -> np.ndarray:
+  """The task of every step: drawn with probability ∝ training-set size (MT-DNN).
+
+  A pure function of its arguments, so a resumed run replays the same tasks.
+  """
+  sizes = np.asarray(task_sizes, np.float64)
+  if (sizes < batch_size).any():
+    small = int(np.argmin(sizes))
+    raise ValueError(f'task {small} has {int(sizes[small])} examples, fewer than a batch '
+                     f'of {batch_size}')
+  return np.random.default_rng([seed, 7]).choice(len(sizes), size=total_steps,
+                                                  p=sizes / sizes.sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiTaskBatches:
+  """One task per batch; each task walks its own seeded epoch permutations.
+
+  `arrays[t]` holds task t's rows; every task's arrays share keys and widths.
+  """
+  arrays: tuple[dict[str, np.ndarray], ...]
+  schedule: np.ndarray            # [total_steps] task ids
+  global_batch_size: int
+  seed: int
+  process_index: int = 0
+  process_count: int = 1
+
+  def indices_at(self, step: int) -> tuple[int, np.ndarray]:
+    task = int(self.schedule[step])
+    nth = int(np.sum(self.schedule[:step] == task))   # batches of this task so far
+    n = len(self.arrays[task]['input_ids'])
+    per_epoch = n // self.global_batch_size
+    epoch, position = divmod(nth, per_epoch)
+    order = np.random.default_rng([self.seed, task, epoch]).permutation(n)
+    rows = order[position * self.global_batch_size:(position + 1) * self.global_batch_size]
+    local = self.global_batch_size // self.process_count
+    return task, rows[self.process_index * local:(self.process_index + 1) * local]
+
+  def batch_at(self, step: int) -> dict[str, np.ndarray]:
+    task, rows = self.indices_at(step)
+    batch = {k: v[rows] for k, v in self.arrays[task].items()}
+    batch['task_ids'] = np.full(len(rows), task, np.int32)
+    batch['weights'] = np.ones(len(rows), np.float32)
+    return batch

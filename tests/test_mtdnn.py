@@ -1,0 +1,152 @@
+"""MT-DNN-KD: ensemble soft targets, the mixed loss, the task sampler, GLUE scores,
+the multi-task model, and a :quick end-to-end run."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kdjax.methods import ensemble
+from kdjax.metrics import glue_average, glue_task_score
+
+
+def softmax(z):
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def test_ensemble_soft_targets_average_probabilities_and_scores():
+  a = np.array([[2.0, 0.0], [0.0, 1.0]])
+  b = np.array([[0.0, 0.0], [3.0, 0.0]])
+  c = np.array([[1.0, -1.0], [0.0, 0.0]])
+  soft = ensemble.ensemble_soft_targets([a, b, c], regression=False)
+  np.testing.assert_allclose(soft, (softmax(a) + softmax(b) + softmax(c)) / 3, rtol=1e-6)
+  np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-6)
+  # Averaging probabilities is not averaging logits.
+  assert not np.allclose(soft, softmax((a + b + c) / 3))
+  scores = ensemble.ensemble_soft_targets([np.array([[1.0], [4.0]]), np.array([[3.0], [2.0]])],
+                                          regression=True)
+  np.testing.assert_allclose(scores, [[2.0], [3.0]])
+
+
+TABLE = ensemble.TaskTable(num_classes=(3, 2, 1), regression=(False, False, True))
+
+
+def test_multitask_loss_against_hand_computed_values():
+  logits = jnp.array([[1.0, 0.0, -1.0],    # task 0, 3 classes
+                      [2.0, 0.5, 99.0],    # task 1, 2 classes: the third column is padding
+                      [0.7, 5.0, 5.0],     # task 2, regression: column 0 is the score
+                      [0.3, -0.2, 99.0]])  # task 1 without a teacher
+  labels = jnp.array([2.0, 0.0, 1.5, 1.0])
+  soft = jnp.array([[0.2, 0.3, 0.5], [0.6, 0.4, 0.0], [1.1, 0.0, 0.0], [0.0, 0.0, 0.0]])
+  has_soft = jnp.array([1.0, 1.0, 1.0, 0.0])
+  tasks = jnp.array([0, 1, 2, 1])
+  got = ensemble.multitask_loss(logits, labels, soft, has_soft, tasks, TABLE,
+                                hard_weight=0.5, temperature=1.0)
+  lp0 = np.log(softmax(np.array([1.0, 0.0, -1.0])))
+  lp1 = np.log(softmax(np.array([2.0, 0.5])))
+  lp3 = np.log(softmax(np.array([0.3, -0.2])))
+  expected = [
+      0.5 * -lp0[2] + 0.5 * -(0.2 * lp0[0] + 0.3 * lp0[1] + 0.5 * lp0[2]),
+      0.5 * -lp1[0] + 0.5 * -(0.6 * lp1[0] + 0.4 * lp1[1]),
+      0.5 * (0.7 - 1.5) ** 2 + 0.5 * (0.7 - 1.1) ** 2,
+      -lp3[1],                                      # hard loss only
+  ]
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_multitask_loss_gradients_ignore_padding_and_teacher():
+  logits = jnp.array([[2.0, 0.5, 7.0], [0.1, 0.0, 0.0]])
+  soft = jnp.array([[0.6, 0.4, 0.0], [2.0, 0.0, 0.0]])
+  fn = lambda z, q: ensemble.multitask_loss(
+      z, jnp.array([1.0, 0.5]), q, jnp.ones(2), jnp.array([1, 2]), TABLE,
+      hard_weight=0.3, temperature=1.0).sum()
+  grad_z, grad_q = jax.grad(fn, argnums=(0, 1))(logits, soft)
+  assert grad_z[0, 2] == 0 and np.all(grad_z[1, 1:] == 0)   # padded / unused columns
+  np.testing.assert_array_equal(grad_q, 0.0)                  # soft targets are constants
+  p = softmax(np.array([2.0, 0.5]))
+  np.testing.assert_allclose(grad_z[0, :2], 0.3 * (p - [0, 1]) + 0.7 * (p - [0.6, 0.4]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(grad_z[1, 0], 0.3 * 2 * (0.1 - 0.5) + 0.7 * 2 * (0.1 - 2.0),
+                             rtol=1e-5)
+
+
+def test_task_sampler_proportional_to_size_and_deterministic():
+  sizes = [1000, 3000, 6000]
+  schedule = ensemble.task_schedule(sizes, 8, 20000, seed=0)
+  shares = np.bincount(schedule, minlength=3) / len(schedule)
+  np.testing.assert_allclose(shares, [0.1, 0.3, 0.6], atol=0.01)
+  np.testing.assert_array_equal(schedule, ensemble.task_schedule(sizes, 8, 20000, seed=0))
+  with pytest.raises(ValueError, match='fewer than a batch'):
+    ensemble.task_schedule([4, 100], 8, 10, seed=0)
+
+
+def test_multitask_batches_one_task_each_and_cover_every_task_epoch():
+  arrays = tuple({'input_ids': np.arange(n)[:, None] + 100 * t, 'labels': np.zeros(n)}
+                 for t, n in enumerate([16, 32]))
+  schedule = ensemble.task_schedule([16, 32], 4, 60, seed=1)
+  batches = ensemble.MultiTaskBatches(arrays, schedule, 4, seed=1)
+  seen = {0: [], 1: []}
+  for step in range(60):
+    b = batches.batch_at(step)
+    task = int(b['task_ids'][0])
+    assert (b['task_ids'] == task).all() and task == schedule[step]
+    seen[task].extend(b['input_ids'][:, 0] - 100 * task)
+  # Within each task epoch every row appears once before any repeats.
+  assert sorted(seen[0][:16]) == list(range(16))
+  assert sorted(seen[1][:32]) == list(range(32))
+
+
+def test_glue_scores_follow_the_leaderboard():
+  per_task = {'cola': {'mcc': 0.5, 'accuracy': 0.9}, 'mrpc': {'accuracy': 0.8, 'f1': 0.9},
+              'stsb': {'pearson': 0.7, 'spearman': 0.9}, 'rte': {'accuracy': 0.6}}
+  assert glue_task_score('cola', per_task['cola']) == pytest.approx(50.0)
+  assert glue_task_score('mrpc', per_task['mrpc']) == pytest.approx(85.0)
+  assert glue_average(per_task) == pytest.approx((50 + 85 + 80 + 60) / 4)
+
+
+def test_multitask_model_routes_examples_to_their_heads():
+  from kdjax.models.multitask import MultiTaskModel
+  from tests.conftest import TINY
+  model = MultiTaskModel(TINY, (3, 1))
+  ids = jnp.ones((2, 8), jnp.int32)
+  params = model.init(jax.random.PRNGKey(0), ids, 0 * ids, ids, jnp.array([0, 1]))['params']
+  out = model.apply({'params': params}, ids, 0 * ids, ids, jnp.array([0, 1]))['logits']
+  pooled = model.apply({'params': params}, ids, 0 * ids, ids, jnp.array([0, 1]))['pooled']
+  head1 = params['head_1']['dense']
+  np.testing.assert_allclose(out[1, 0], (pooled[1] @ head1['kernel'] + head1['bias'])[0], rtol=1e-5)
+  assert out.shape == (2, 3) and float(out[1, 1]) == 0.0 and float(out[1, 2]) == 0.0
+
+
+def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
+  """configs/glue_mtdnn_kd.py:quick end to end with a tiny teacher: teachers, soft
+  targets stored once and reused, student with and without KD."""
+  import importlib.util
+  import os
+  from kdjax.methods import mtdnn
+  from tests.conftest import REPO
+  spec = importlib.util.spec_from_file_location('c', os.path.join(REPO, 'configs',
+                                                                  'glue_mtdnn_kd.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config('quick')
+  config.data.glue_dir = glue_dir
+  config.teacher.checkpoint = tiny_teacher_dir
+  config.teacher.store_dir = str(tmp_path / 'teachers')
+  config.student.hidden_size, config.student.num_heads = 16, 2
+  config.student.intermediate_size, config.student.num_layers = 32, 1
+  kd = mtdnn.run(config, str(tmp_path / 'kd'))
+  assert set(kd['tasks']) == {'rte', 'stsb', 'qnli'}
+  for task in kd['tasks'].values():
+    assert len(task['teachers']) == 3 and 'ensemble' in task
+  stored = sorted(os.listdir(tmp_path / 'teachers' / 'rte'))
+  assert [f for f in stored if f.endswith('.npz')], stored
+  config.distill.use_kd = False
+  no_kd = mtdnn.run(config, str(tmp_path / 'nokd'))
+  assert 'teachers' not in no_kd['tasks']['rte']
+  assert np.isfinite(no_kd['student_glue_average'])
+  # A second KD run reuses the stored soft targets: no teacher is trained again.
+  config.distill.use_kd = True
+  before = os.path.getmtime(tmp_path / 'teachers' / 'rte' / [f for f in stored if f.endswith('.npz')][0])
+  again = mtdnn.run(config, str(tmp_path / 'kd2'))
+  assert again['tasks']['rte']['student'] == kd['tasks']['rte']['student']
+  assert os.path.getmtime(tmp_path / 'teachers' / 'rte' / [f for f in stored if f.endswith('.npz')][0]) == before
