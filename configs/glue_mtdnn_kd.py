@@ -18,7 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'mtdnn_kd'           # this pipeline (kdjax/methods/mtdnn.py)
   c.seed = 0                      # student init, dropout and task/data order
-  c.eval_every = 200              # steps between dev evaluations (all tasks)
+  c.eval_every = 400              # steps between dev evaluations (all tasks)
   c.checkpoint_every = 200        # steps between checkpoints (and one at the end)
   c.keep_checkpoints = 2          # checkpoints kept per phase
   c.log_every = 20                # steps between metrics.jsonl / TensorBoard points
@@ -29,17 +29,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root
   c.data.tasks = ('cola', 'sst2', 'mrpc', 'stsb', 'qnli', 'rte', 'wnli')  # tasks, head order
   c.data.max_length = 64          # tokens per example (static shape)
-  c.data.max_train_examples = 1000  # per-task training subsample (0 = all)
+  c.data.max_train_examples = 600  # per-task training subsample (0 = all)
   c.data.max_eval_examples = 0    # per-task dev subsample (0 = all)
   c.data.split_seed = 0           # seed of subsamples and dev-only splits
   c.data.dev_only_train_fraction = 0.5  # tasks with only a dev file: share used to train
 
   c.teacher = ml_collections.ConfigDict()
   c.teacher.checkpoint = ''       # HF BERT directory; '' = bundled all-MiniLM-L6-v2
+  c.teacher.seed = 0              # member k: seed + 100 k (independent of the student seed)
   c.teacher.tasks = ()            # tasks that get an ensemble; () = all
   c.teacher.dropouts = (0.1, 0.05, 0.15)  # one member per rate (each with its own seed)
   c.teacher.store_dir = ''        # where ensembles and soft targets live; '' = WORKDIR/teachers
-  c.teacher.epochs = 3.0          # fine-tuning epochs per member
+  c.teacher.epochs = 2.0          # fine-tuning epochs per member
   c.teacher.batch_size = 16       # global batch
   c.teacher.learning_rate = 1e-4  # AdamW peak learning rate
   c.teacher.warmup_fraction = 0.1  # share of steps with linear warm-up
@@ -57,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.distill.use_kd = True         # False: the same student on gold labels only
   c.distill.hard_weight = 0.5     # weight of the gold loss; 1 - it weighs the soft loss
   c.distill.temperature = 1.0     # student softmax temperature in the soft loss
-  c.distill.epochs = 4.0          # passes over the union of task training sets
+  c.distill.epochs = 3.0          # passes over the union of task training sets
   c.distill.batch_size = 32       # global batch (one task per batch)
   c.distill.learning_rate = 3e-4  # AdamW peak learning rate
   c.distill.warmup_fraction = 0.1  # share of steps with linear warm-up

@@ -207,12 +207,12 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
 
 def fit(name: str, phase_id: int, params, step_fn: Callable, batches, total_steps: int,
         section, config, mesh: Mesh, checkpoint_dir: str, log: MetricsLog,
-        eval_fn: Callable, **step_static) -> Any:
+        eval_fn: Callable, seed: int | None = None, **step_static) -> Any:
   """Trains `params` with `step_fn` for one resumable phase; returns the final params.
 
   `section` holds the phase's optimiser settings (learning_rate,
   warmup_fraction, weight_decay, batch_size); `config` the run-wide eval,
-  checkpoint and logging cadence and the seed.
+  checkpoint and logging cadence and (unless `seed` is given) the seed.
   """
   parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
   schedule = Schedule(section.learning_rate, total_steps,
@@ -223,7 +223,7 @@ def fit(name: str, phase_id: int, params, step_fn: Callable, batches, total_step
   phase = Phase(name, jitted, batches, total_steps, checkpoint_dir, eval_fn,
                 config.eval_every, config.checkpoint_every, config.log_every,
                 config.keep_checkpoints)
-  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), phase_id)
+  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed if seed is None else seed), phase_id)
   return run_phase(phase, state, rng, mesh, log)['params']
 
 

@@ -285,10 +285,16 @@ def load_task(data) -> tuple[TaskSpec, dict[str, Examples]]:
       raise KdjaxError(f"unknown data.source {source!r}; use 'bbc', 'glue_dir', 'hub' or 'file'")
   if 'dev' not in splits and 'test' not in splits:
     raise KdjaxError('no evaluation split: give data.dev_file or data.test_file')
-  if data.max_train_examples and len(splits['train']) > data.max_train_examples:
-    keep = np.random.default_rng(data.split_seed).permutation(len(splits['train']))
-    splits['train'] = splits['train'].subset(np.sort(keep[:data.max_train_examples]))
+  splits['train'] = subsample(splits['train'], data.max_train_examples, data.split_seed)
   return spec, splits
+
+
+def subsample(examples: Examples, limit: int, seed: int) -> Examples:
+  """A seeded random subset of `limit` examples in their original order (0 = all)."""
+  if not limit or len(examples) <= limit:
+    return examples
+  keep = np.random.default_rng(seed).permutation(len(examples))[:limit]
+  return examples.subset(np.sort(keep))
 
 
 def final_eval_split(splits: dict[str, Examples]) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from kdjax import parallel, students, summary, teachers, train
 from kdjax.data.batching import TrainBatches
+from kdjax.data import sources
 from kdjax.data.sources import (during_training_eval_split, final_eval_split,
                                 fingerprint, load_task)
 from kdjax.data.tokenize import check_tokenizer, encode, load_tokenizer
@@ -42,13 +43,6 @@ def _phase_params(name, phase_id, model, params, arrays, spec, section, config, 
                    regression=spec.regression)
 
 
-def _subsample(examples, limit: int, seed: int):
-  if not limit or len(examples) <= limit:
-    return examples
-  keep = np.random.default_rng(seed).permutation(len(examples))[:limit]
-  return examples.subset(np.sort(keep))
-
-
 def run(config, workdir: str) -> dict:
   """Runs all phases; returns (and writes to workdir/summary.json) the summary."""
   started = time.time()
@@ -65,7 +59,7 @@ def run(config, workdir: str) -> dict:
   spec, splits = load_task(config.data)
   dev_split, final_split = during_training_eval_split(splits), final_eval_split(splits)
   for name in set((dev_split, final_split)):
-    splits[name] = _subsample(splits[name], config.data.max_eval_examples, config.data.split_seed)
+    splits[name] = sources.subsample(splits[name], config.data.max_eval_examples, config.data.split_seed)
   encoded = {name: {**encode(tokenizer, ex, max_length), 'labels': ex.labels}
              for name, ex in splits.items()}
   mesh = parallel.make_mesh()

@@ -62,8 +62,8 @@ def load_tasks(data, tokenizer) -> dict[str, TaskData]:
                          'classification task')
       splits = sources.stratified_split(splits['dev'], data.split_seed,
                                         1.0 - data.dev_only_train_fraction, 0.0)
-    train_ex = _subsample(splits['train'], data.max_train_examples, data.split_seed)
-    dev_ex = _subsample(splits['dev'], data.max_eval_examples, data.split_seed)
+    train_ex = sources.subsample(splits['train'], data.max_train_examples, data.split_seed)
+    dev_ex = sources.subsample(splits['dev'], data.max_eval_examples, data.split_seed)
     encoded = {}
     for split, ex in (('train', train_ex), ('dev', dev_ex)):
       encoded[split] = {**encode(tokenizer, ex, data.max_length),
@@ -71,13 +71,6 @@ def load_tasks(data, tokenizer) -> dict[str, TaskData]:
     tasks[spec.name] = TaskData(spec, encoded['train'], encoded['dev'],
                                 sources.fingerprint(train_ex) + sources.fingerprint(dev_ex))
   return tasks
-
-
-def _subsample(examples, limit, seed):
-  if not limit or len(examples) <= limit:
-    return examples
-  keep = np.random.default_rng(seed).permutation(len(examples))[:limit]
-  return examples.subset(np.sort(keep))
 
 
 def _inputs(arrays):
@@ -92,8 +85,8 @@ def _class_labels(arrays, spec):
 
 def _ensemble_key(config, task: TaskData, teacher_dir: str) -> str:
   identity = json.dumps({'teacher': config.teacher.to_dict(), 'dir': teacher_dir,
-                         'data': task.fingerprint, 'max_length': config.data.max_length,
-                         'seed': config.seed}, sort_keys=True, default=str)
+                         'data': task.fingerprint, 'max_length': config.data.max_length},
+                        sort_keys=True, default=str)
   return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
@@ -101,7 +94,7 @@ def prepare_teachers(config, tasks: dict[str, TaskData], teacher_dir: str, store
                      mesh, log: MetricsLog) -> dict[str, dict]:
   """Trains (or reuses) each task's teacher ensemble; returns per task
   `soft_train` [N, C], `member_dev` [K, N, C] and `ensemble_dev` [N, C]."""
-  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=config.seed)
+  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=config.teacher.seed)
   wanted = tuple(config.teacher.tasks) or tuple(tasks)
   result = {}
   for task_index, name in enumerate(wanted):
@@ -124,11 +117,11 @@ def _train_ensemble(config, task, task_index, ckpt, task_dir, path, mesh, log):
     member_cfg = dataclasses.replace(ckpt.config, hidden_dropout=dropout,
                                      attention_dropout=dropout)
     model, params = teachers.build_teacher(dataclasses.replace(ckpt, config=member_cfg),
-                                           spec, config.seed + 100 * k)
+                                           spec, config.teacher.seed + 100 * k)
     predict = train.jit_predict(model, mesh)
     phase_id = 1000 + 10 * task_index + k
     batches = TrainBatches({**task.train, 'labels': _class_labels(task.train, spec)},
-                           config.teacher.batch_size, seed=config.seed + phase_id,
+                           config.teacher.batch_size, seed=config.teacher.seed + phase_id,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
     total = train.steps_for(batches.num_examples, config.teacher.batch_size,
@@ -139,7 +132,8 @@ def _train_ensemble(config, task, task_index, ckpt, task_dir, path, mesh, log):
     params = train.fit(f'teacher_{spec.name}_{k}', phase_id, params,
                        train.classifier_train_step, batches, total, config.teacher, config,
                        mesh, os.path.join(task_dir, f'member_{k}'), log, eval_fn,
-                       model=model, alpha=1.0, temperature=1.0, regression=spec.regression)
+                       seed=config.teacher.seed, model=model, alpha=1.0, temperature=1.0,
+                       regression=spec.regression)
     train_outputs.append(train.predict_all(predict, params, _inputs(task.train),
                                            config.eval_batch_size, mesh,
                                            desc=f'{spec.name} teacher {k} outputs'))
