@@ -35,6 +35,25 @@ def resolve_teacher_dir(checkpoint: str) -> str:
   return os.path.abspath(os.path.expanduser(checkpoint)) if checkpoint else bundled_teacher_dir()
 
 
+def open_teacher(checkpoint: str, max_length: int, seed: int):
+  """(directory, HFCheckpoint, tokenizer) of the teacher, checked against the run.
+
+  Everything here fails before a run writes anything: a missing or corrupt
+  checkpoint, a tokenizer larger than the embedding table, or sequences longer
+  than the model's positions.
+  """
+  from kdjax.data.tokenize import check_tokenizer, load_tokenizer
+  from kdjax.models.hf import load_hf_checkpoint
+  teacher_dir = resolve_teacher_dir(checkpoint)
+  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=seed)
+  tokenizer = load_tokenizer(teacher_dir)
+  check_tokenizer(tokenizer, ckpt.config.vocab_size, teacher_dir)
+  if max_length > ckpt.config.max_position_embeddings:
+    raise KdjaxError(f'data.max_length {max_length} exceeds the teacher\'s '
+                     f'{ckpt.config.max_position_embeddings} positions; lower it')
+  return teacher_dir, ckpt, tokenizer
+
+
 def build_teacher(ckpt: HFCheckpoint, spec: TaskSpec, seed: int):
   """(model, params) of encoder + task head; the checkpoint's head is kept when it fits."""
   model = BertClassifier(ckpt.config, spec.num_outputs)

@@ -1,7 +1,6 @@
 """Data sources, split determinism, batching, tokenization, and bad input."""
 import json
 
-import ml_collections
 import numpy as np
 import pytest
 

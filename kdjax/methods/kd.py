@@ -13,17 +13,15 @@ import os
 import time
 
 import jax
-import numpy as np
 
 from kdjax import parallel, students, summary, teachers, train
-from kdjax.data.batching import TrainBatches
 from kdjax.data import sources
+from kdjax.data.batching import TrainBatches
 from kdjax.data.sources import (during_training_eval_split, final_eval_split,
                                 fingerprint, load_task)
-from kdjax.data.tokenize import check_tokenizer, encode, load_tokenizer
-from kdjax.errors import KdjaxError
+from kdjax.data.tokenize import encode
 from kdjax.models.bert import count_params
-from kdjax.models.hf import export_hf_checkpoint, load_hf_checkpoint
+from kdjax.models.hf import export_hf_checkpoint
 from kdjax.observe import MetricsLog
 from kdjax.summary import format_table  # noqa: F401  (this method's table)
 
@@ -47,19 +45,15 @@ def run(config, workdir: str) -> dict:
   """Runs all phases; returns (and writes to workdir/summary.json) the summary."""
   started = time.time()
   train.ensure_writable(workdir)
-  teacher_dir = teachers.resolve_teacher_dir(config.teacher.checkpoint)
-  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=config.seed)
-  tokenizer = load_tokenizer(teacher_dir)
-  check_tokenizer(tokenizer, ckpt.config.vocab_size, teacher_dir)
   max_length = config.data.max_length
-  if max_length > ckpt.config.max_position_embeddings:
-    raise KdjaxError(f'data.max_length {max_length} exceeds the teacher\'s '
-                     f'{ckpt.config.max_position_embeddings} positions; lower it')
+  teacher_dir, ckpt, tokenizer = teachers.open_teacher(config.teacher.checkpoint,
+                                                       max_length, config.seed)
 
   spec, splits = load_task(config.data)
   dev_split, final_split = during_training_eval_split(splits), final_eval_split(splits)
   for name in set((dev_split, final_split)):
-    splits[name] = sources.subsample(splits[name], config.data.max_eval_examples, config.data.split_seed)
+    splits[name] = sources.subsample(splits[name], config.data.max_eval_examples,
+                                     config.data.split_seed)
   encoded = {name: {**encode(tokenizer, ex, max_length), 'labels': ex.labels}
              for name, ex in splits.items()}
   mesh = parallel.make_mesh()

@@ -28,12 +28,12 @@ from kdjax.losses import weighted_mean
 from kdjax.data import sources
 from kdjax.data.batching import TrainBatches
 from kdjax.data.tasks import TaskSpec, get_task
-from kdjax.data.tokenize import check_tokenizer, encode, load_tokenizer
+from kdjax.data.tokenize import encode
 from kdjax.errors import KdjaxError
 from kdjax.methods import ensemble
 from kdjax.summary import hardware, write_json
 from kdjax.metrics import compute_metrics, glue_average, glue_task_score
-from kdjax.models.hf import load_hf_checkpoint
+from kdjax.models.hf import HFCheckpoint
 from kdjax.models.multitask import MultiTaskModel
 from kdjax.observe import MetricsLog
 
@@ -90,11 +90,10 @@ def _ensemble_key(config, task: TaskData, teacher_dir: str) -> str:
   return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def prepare_teachers(config, tasks: dict[str, TaskData], teacher_dir: str, store_dir: str,
-                     mesh, log: MetricsLog) -> dict[str, dict]:
+def prepare_teachers(config, tasks: dict[str, TaskData], teacher_dir: str, ckpt: HFCheckpoint,
+                     store_dir: str, mesh, log: MetricsLog) -> dict[str, dict]:
   """Trains (or reuses) each task's teacher ensemble; returns per task
   `soft_train` [N, C], `member_dev` [K, N, C] and `ensemble_dev` [N, C]."""
-  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=config.teacher.seed)
   wanted = tuple(config.teacher.tasks) or tuple(tasks)
   result = {}
   for task_index, name in enumerate(wanted):
@@ -212,10 +211,9 @@ def evaluate_tasks(predict, params, tasks: dict[str, TaskData], batch_size, mesh
   return result
 
 
-def train_student(config, workdir: str, tasks: dict[str, TaskData], teacher_dir: str,
+def train_student(config, workdir: str, tasks: dict[str, TaskData], ckpt: HFCheckpoint,
                   ensembles: dict[str, dict] | None, mesh, log: MetricsLog) -> dict:
   """Trains the multi-task student; returns its per-task dev metrics."""
-  ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=config.seed)
   table = ensemble.TaskTable(tuple(t.spec.num_outputs for t in tasks.values()),
                              tuple(t.spec.regression for t in tasks.values()))
   s_config = students.student_config(ckpt.config, config.student)
@@ -260,13 +258,8 @@ def train_student(config, workdir: str, tasks: dict[str, TaskData], teacher_dir:
 def run(config, workdir: str) -> dict:
   started = time.time()
   train.ensure_writable(workdir)
-  teacher_dir = teachers.resolve_teacher_dir(config.teacher.checkpoint)
-  ckpt = load_hf_checkpoint(teacher_dir)
-  tokenizer = load_tokenizer(teacher_dir)
-  check_tokenizer(tokenizer, ckpt.config.vocab_size, teacher_dir)
-  if config.data.max_length > ckpt.config.max_position_embeddings:
-    raise KdjaxError(f'data.max_length {config.data.max_length} exceeds the teacher\'s '
-                     f'{ckpt.config.max_position_embeddings} positions; lower it')
+  teacher_dir, ckpt, tokenizer = teachers.open_teacher(config.teacher.checkpoint,
+                                                    config.data.max_length, config.teacher.seed)
   if len(config.teacher.dropouts) < 1:
     raise KdjaxError('teacher.dropouts must list one dropout rate per ensemble member')
   tasks = load_tasks(config.data, tokenizer)
@@ -276,9 +269,9 @@ def run(config, workdir: str) -> dict:
   if jax.process_index() == 0:
     write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   store_dir = config.teacher.store_dir or os.path.join(workdir, 'teachers')
-  ensembles = (prepare_teachers(config, tasks, teacher_dir, store_dir, mesh, log)
+  ensembles = (prepare_teachers(config, tasks, teacher_dir, ckpt, store_dir, mesh, log)
                if config.distill.use_kd else None)
-  student = train_student(config, workdir, tasks, teacher_dir, ensembles, mesh, log)
+  student = train_student(config, workdir, tasks, ckpt, ensembles, mesh, log)
   result = {
       'method': 'mtdnn_kd', 'use_kd': bool(config.distill.use_kd),
       'tasks': {name: {'train_examples': len(t.train['labels']),
