@@ -3,6 +3,7 @@ ensembles beat the same student trained on gold labels?
 
   KDJAX_GLUE_DIR=../shared/data/glue python experiments/mtdnn_kd.py \
       --workdir runs/mtdnn_exp --seeds 0,1,2 [--quick] [--config.KEY=VALUE ...]
+  python experiments/mtdnn_kd.py --rewrite   # redo the table from the saved JSON
 
 Trains each task's teacher ensemble once (configs/glue_mtdnn_kd.py; stored under
 WORKDIR/teachers and reused by every student), then for each seed the multi-task
@@ -78,26 +79,48 @@ def build_table(runs: dict, teacher_summary: dict, tasks: list[str]) -> dict:
   per_task_scores = {
       task: {variant: [glue_task_score(task, r['tasks'][task]['student']) for r in runs[variant]]
              for variant in ('nokd', 'kd')} for task in tasks}
-  return {'rows': rows, 'glue': glue, 'task_scores': per_task_scores}
+  ensemble_task_scores = {t: glue_task_score(t, teacher_summary['tasks'][t]['ensemble'])
+                          for t in tasks}
+  return {'rows': rows, 'glue': glue, 'task_scores': per_task_scores,
+          'ensemble_task_scores': ensemble_task_scores}
 
 
 def reading(table: dict, tasks: list[str]) -> list[str]:
   """The plain-language verdict, computed from the numbers."""
-  wins = [t for t in tasks if np.mean(table['task_scores'][t]['kd']) >
-          np.mean(table['task_scores'][t]['nokd'])]
+  scores = table['task_scores']
+  wins = [t for t in tasks if np.mean(scores[t]['kd']) > np.mean(scores[t]['nokd'])]
   g = table['glue']
-  gap = g['ensemble'] - g['kd'][0]
   delta = g['kd'][0] - g['nokd'][0]
-  return [
+  spread = max(g['kd'][1], g['nokd'][1])
+  clear = abs(delta) > spread
+  ensemble_scores = {t: table['ensemble_task_scores'][t] for t in tasks}
+  weak = [t for t, v in ensemble_scores.items() if v < 60]
+  lines = [
       f"KD beats no-KD (mean over seeds, GLUE task score) on {len(wins)} of {len(tasks)} "
       f"tasks ({', '.join(wins) or 'none'}).",
       f"GLUE average: no-KD {g['nokd'][0]:.2f} ± {g['nokd'][1]:.2f}, KD {g['kd'][0]:.2f} ± "
-      f"{g['kd'][1]:.2f} (difference {delta:+.2f}); the ensemble scores {g['ensemble']:.2f}, "
-      f"{gap:.2f} above the KD student.",
-      "The paper's claim (KD better on 7 of 9 tasks, +1.5 GLUE) " +
-      ("is reproduced in direction here." if len(wins) > len(tasks) / 2 and delta > 0 else
-       "is not reproduced here."),
+      f"{g['kd'][1]:.2f} (difference {delta:+.2f}, "
+      f"{'larger' if clear else 'smaller'} than the seed-to-seed standard deviation "
+      f"{spread:.2f}); the ensemble scores {g['ensemble']:.2f}, "
+      f"{g['ensemble'] - g['kd'][0]:.2f} above the KD student.",
   ]
+  if weak:
+    lines.append(
+        f"The teachers themselves are weak at this budget: the ensemble's task score is "
+        f"below 60 on {', '.join(weak)} "
+        f"({', '.join(f'{t} {ensemble_scores[t]:.1f}' for t in weak)}), so there is "
+        "little for a student to learn from them there.")
+  if len(wins) > len(tasks) / 2 and clear and delta > 0:
+    lines.append("The paper's claim (KD better on 7 of 9 tasks, +1.5 GLUE) is reproduced in "
+                 "direction here.")
+  elif delta > 0:
+    lines.append(f"KD helps on average (on {len(wins)} of {len(tasks)} tasks), but the GLUE "
+                 "difference is within seed noise: the paper's claim (KD better on 7 of 9 "
+                 "tasks, +1.5 GLUE) is not shown convincingly at this scale.")
+  else:
+    lines.append("The paper's claim (KD better on 7 of 9 tasks, +1.5 GLUE) is not reproduced "
+                 "here.")
+  return lines
 
 
 def write_results(name: str, record: dict, tasks: list[str]) -> None:
@@ -140,7 +163,19 @@ def main() -> None:
   parser.add_argument('--workdir', default='runs/mtdnn_exp')
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--quick', action='store_true')
+  parser.add_argument('--rewrite', action='store_true',
+                      help='rebuild the table and reading from the saved results JSON '
+                           '(its runs, command and timing) without training')
   args, overrides = parser.parse_known_args()
+  name = 'mtdnn_kd_quick' if args.quick else 'mtdnn_kd'
+  if args.rewrite:
+    with open(os.path.join(HERE, 'results', f'{name}.json')) as f:
+      record = json.load(f)
+    tasks = list(record['config']['data']['tasks'])
+    record['table'] = build_table(record['runs'], record['runs']['kd'][0], tasks)
+    record['reading'] = reading(record['table'], tasks)
+    write_results(name, record, tasks)
+    return
   from absl import logging
   logging.set_verbosity(logging.WARNING)
   from kdjax.methods import mtdnn
@@ -153,7 +188,7 @@ def main() -> None:
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --config.data.glue_dir')
   config.teacher.store_dir = os.path.abspath(os.path.join(args.workdir, 'teachers'))
   seeds = [int(s) for s in args.seeds.split(',')]
-  runs = {'nokd': [], 'kd': []}
+  runs = {'nokd': [], 'kd': []}  # finished runs resume instantly from their checkpoints
   for seed in seeds:
     for variant in ('nokd', 'kd'):
       c = config.copy_and_resolve_references()
@@ -173,7 +208,7 @@ def main() -> None:
       'runs': runs,
   }
   record['reading'] = reading(table, tasks)
-  write_results('mtdnn_kd_quick' if args.quick else 'mtdnn_kd', record, tasks)
+  write_results(name, record, tasks)
 
 
 if __name__ == '__main__':
