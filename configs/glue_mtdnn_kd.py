@@ -3,7 +3,7 @@ multi-task 4 x 256 student (METHODS.md, method 1).
 
   KDJAX_GLUE_DIR=../shared/data/glue python -m kdjax.main \
       --config configs/glue_mtdnn_kd.py --workdir runs/mtdnn
-  ... --config configs/glue_mtdnn_kd.py:quick   # 3 tiny tasks, ~2 minutes on CPU
+  ... --config configs/glue_mtdnn_kd.py:quick   # 3 tiny tasks, ~2.5 minutes on 2 CPU cores
 
 experiments/mtdnn_kd.py runs the whole comparison (teachers, ensemble, student
 with and without KD over several seeds). CPU-sized by default: each task's
