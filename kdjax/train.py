@@ -102,9 +102,11 @@ def jit_train_step(step_fn: Callable, mesh: Mesh, **static) -> Callable:
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-def jit_predict(model: nn.Module, mesh: Mesh) -> Callable:
+def jit_predict(model: nn.Module, mesh: Mesh, predict_fn: Callable = predict_logits
+                ) -> Callable:
+  """Jits `predict_fn(params, batch, *, model)`: params replicated, batch split on `data`."""
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  return jax.jit(functools.partial(predict_logits, model=model),
+  return jax.jit(functools.partial(predict_fn, model=model),
                  in_shardings=(rep, data), out_shardings=data)
 
 
@@ -225,6 +227,21 @@ def fit(name: str, phase_id: int, params, step_fn: Callable, batches, total_step
                 config.keep_checkpoints)
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed if seed is None else seed), phase_id)
   return run_phase(phase, state, rng, mesh, log)['params']
+
+
+def fit_classifier(name: str, phase_id: int, model: nn.Module, params,
+                   arrays: dict[str, np.ndarray], spec: TaskSpec, section, config, mesh: Mesh,
+                   checkpoint_dir: str, log: MetricsLog, eval_fn: Callable, *, alpha: float,
+                   temperature: float, seed: int) -> Any:
+  """`fit` with `classifier_train_step` over `arrays` (inputs, labels and, for a
+  student, teacher_logits) for `section.epochs` epochs; data order from `seed`."""
+  batches = TrainBatches(arrays, section.batch_size, seed=seed + phase_id,
+                         process_index=jax.process_index(),
+                         process_count=jax.process_count())
+  total = steps_for(batches.num_examples, section.batch_size, section.epochs)
+  return fit(name, phase_id, params, classifier_train_step, batches, total, section, config,
+             mesh, checkpoint_dir, log, eval_fn, seed=seed, model=model, alpha=alpha,
+             temperature=temperature, regression=spec.regression)
 
 
 def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:

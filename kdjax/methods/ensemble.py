@@ -93,9 +93,18 @@ class MultiTaskBatches:
   process_index: int = 0
   process_count: int = 1
 
+  def __post_init__(self):
+    # nth[s]: how many batches of step s's task came before it (its position in
+    # that task's stream), computed once so each step is O(1) on the host.
+    nth = np.zeros(len(self.schedule), np.int64)
+    for task in np.unique(self.schedule):
+      steps = np.flatnonzero(self.schedule == task)
+      nth[steps] = np.arange(len(steps))
+    object.__setattr__(self, '_nth', nth)
+
   def indices_at(self, step: int) -> tuple[int, np.ndarray]:
     task = int(self.schedule[step])
-    nth = int(np.sum(self.schedule[:step] == task))   # batches of this task so far
+    nth = int(self._nth[step])
     n = len(self.arrays[task]['input_ids'])
     per_epoch = n // self.global_batch_size
     epoch, position = divmod(nth, per_epoch)

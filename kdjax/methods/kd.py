@@ -16,7 +16,6 @@ import jax
 
 from kdjax import parallel, students, summary, teachers, train
 from kdjax.data import sources
-from kdjax.data.batching import TrainBatches
 from kdjax.data.sources import (during_training_eval_split, final_eval_split,
                                 fingerprint, load_task)
 from kdjax.data.tokenize import encode
@@ -26,19 +25,6 @@ from kdjax.observe import MetricsLog
 from kdjax.summary import format_table  # noqa: F401  (this method's table)
 
 _TEACHER_PHASE, _STUDENT_PHASE = 1, 2
-
-
-def _phase_params(name, phase_id, model, params, arrays, spec, section, config, mesh,
-                  workdir, log, eval_fn, alpha, temperature):
-  """Trains a single-task classifier for one phase (resuming if checkpoints exist)."""
-  batches = TrainBatches(arrays, section.batch_size, seed=config.seed + phase_id,
-                         process_index=jax.process_index(),
-                         process_count=jax.process_count())
-  total = train.steps_for(batches.num_examples, section.batch_size, section.epochs)
-  return train.fit(name, phase_id, params, train.classifier_train_step, batches, total,
-                   section, config, mesh, os.path.join(workdir, 'checkpoints', name), log,
-                   eval_fn, model=model, alpha=alpha, temperature=temperature,
-                   regression=spec.regression)
 
 
 def run(config, workdir: str) -> dict:
@@ -74,9 +60,10 @@ def run(config, workdir: str) -> dict:
   t_model, t_params = teachers.build_teacher(ckpt, spec, config.seed)
   t_predict = train.jit_predict(t_model, mesh)
   if config.teacher.epochs > 0:
-    t_params = _phase_params('teacher', _TEACHER_PHASE, t_model, t_params, encoded['train'],
-                             spec, config.teacher, config, mesh, workdir, log,
-                             eval_fn_for(t_predict), alpha=1.0, temperature=1.0)
+    t_params = train.fit_classifier(
+        'teacher', _TEACHER_PHASE, t_model, t_params, encoded['train'], spec, config.teacher,
+        config, mesh, os.path.join(workdir, 'checkpoints', 'teacher'), log,
+        eval_fn_for(t_predict), alpha=1.0, temperature=1.0, seed=config.seed)
   t_params = parallel.replicate(t_params, mesh)
 
   # 2. Teacher outputs over the training set, computed once.
@@ -93,11 +80,11 @@ def run(config, workdir: str) -> dict:
       s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
       jax.device_get(t_params), config.student.teacher_layers)
   s_predict = train.jit_predict(s_model, mesh)
-  s_params = _phase_params('student', _STUDENT_PHASE, s_model, s_params,
-                           {**encoded['train'], 'teacher_logits': teacher_logits}, spec,
-                           config.distill, config, mesh, workdir, log,
-                           eval_fn_for(s_predict), alpha=config.distill.alpha,
-                           temperature=config.distill.temperature)
+  s_params = train.fit_classifier(
+      'student', _STUDENT_PHASE, s_model, s_params,
+      {**encoded['train'], 'teacher_logits': teacher_logits}, spec, config.distill, config,
+      mesh, os.path.join(workdir, 'checkpoints', 'student'), log, eval_fn_for(s_predict),
+      alpha=config.distill.alpha, temperature=config.distill.temperature, seed=config.seed)
 
   # 4. Report.
   result = {'task': spec.name, 'eval_split': final_split,

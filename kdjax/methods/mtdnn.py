@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -26,7 +25,6 @@ import numpy as np
 from kdjax import parallel, students, teachers, train
 from kdjax.losses import weighted_mean
 from kdjax.data import sources
-from kdjax.data.batching import TrainBatches
 from kdjax.data.tasks import TaskSpec, get_task
 from kdjax.data.tokenize import encode
 from kdjax.errors import KdjaxError
@@ -118,21 +116,14 @@ def _train_ensemble(config, task, task_index, ckpt, task_dir, path, mesh, log):
     model, params = teachers.build_teacher(dataclasses.replace(ckpt, config=member_cfg),
                                            spec, config.teacher.seed + 100 * k)
     predict = train.jit_predict(model, mesh)
-    phase_id = 1000 + 10 * task_index + k
-    batches = TrainBatches({**task.train, 'labels': _class_labels(task.train, spec)},
-                           config.teacher.batch_size, seed=config.teacher.seed + phase_id,
-                           process_index=jax.process_index(),
-                           process_count=jax.process_count())
-    total = train.steps_for(batches.num_examples, config.teacher.batch_size,
-                            config.teacher.epochs)
     dev_labels = _class_labels(task.dev, spec)
     eval_fn = lambda p: train.evaluate(predict, p, _inputs(task.dev), dev_labels, spec,
                                        config.eval_batch_size, mesh)
-    params = train.fit(f'teacher_{spec.name}_{k}', phase_id, params,
-                       train.classifier_train_step, batches, total, config.teacher, config,
-                       mesh, os.path.join(task_dir, f'member_{k}'), log, eval_fn,
-                       seed=config.teacher.seed, model=model, alpha=1.0, temperature=1.0,
-                       regression=spec.regression)
+    params = train.fit_classifier(
+        f'teacher_{spec.name}_{k}', 1000 + 10 * task_index + k, model, params,
+        {**task.train, 'labels': _class_labels(task.train, spec)}, spec, config.teacher,
+        config, mesh, os.path.join(task_dir, f'member_{k}'), log, eval_fn, alpha=1.0,
+        temperature=1.0, seed=config.teacher.seed)
     train_outputs.append(train.predict_all(predict, params, _inputs(task.train),
                                            config.eval_batch_size, mesh,
                                            desc=f'{spec.name} teacher {k} outputs'))
@@ -235,9 +226,7 @@ def train_student(config, workdir: str, tasks: dict[str, TaskData], ckpt: HFChec
     raise KdjaxError(f'{e}; lower distill.batch_size') from None
   batches = ensemble.MultiTaskBatches(arrays, schedule, bs, config.seed,
                                       jax.process_index(), jax.process_count())
-  predict = jax.jit(functools.partial(predict_multitask, model=model),
-                    in_shardings=(parallel.replicated(mesh), parallel.batch_sharded(mesh)),
-                    out_shardings=parallel.batch_sharded(mesh))
+  predict = train.jit_predict(model, mesh, predict_multitask)
 
   def eval_fn(p):
     per_task = evaluate_tasks(predict, p, tasks, config.eval_batch_size, mesh)
