@@ -7,7 +7,7 @@
 Fine-tunes the real all-MiniLM-L6-v2 (6 layers x 384, 22.7M params) on BBC
 News topic classification (5 classes), caches its logits, distils them into a
 4-layer x 256 student and prints teacher vs student accuracy, size and speed.
-On 2 CPU cores: about 9 minutes; `:quick` under 1 minute.
+On 2 CPU cores: 9 to 10.5 minutes (experiments/results/default_bbc.md); `:quick` under 1 minute.
 """
 import os
 
