@@ -4,7 +4,8 @@ import importlib
 
 from kdjax.errors import KdjaxError
 
-METHODS = {'kd': 'kdjax.methods.kd', 'mtdnn_kd': 'kdjax.methods.mtdnn'}
+METHODS = {'kd': 'kdjax.methods.kd', 'mtdnn_kd': 'kdjax.methods.mtdnn',
+           'rl_kd': 'kdjax.methods.rlkd'}
 
 
 def get_method(name: str):

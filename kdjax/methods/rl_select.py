@@ -1,0 +1,348 @@
+"""RL-KD (METHODS.md, method 2): a learned policy decides, per training
+instance, which teachers the student learns from.
+
+Pure pieces, usable on their own: the policy module, its state features, the
+teacher weights it implies, the three rewards, the moving-average baseline and
+the REINFORCE loss; and the two train steps built from them:
+`fixed_weight_step` (equal weights, one teacher, or the warm-up) and
+`rl_step` (sample a selection, update the student, reward, update the policy).
+
+Shapes: B instances, K teachers, C outputs (classes, or 1 for a regression
+score), H the student's width, F state features.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from kdjax.errors import KdjaxError
+from kdjax.losses import distillation_loss, weighted_mean
+
+SELECTIONS = ('hard', 'soft')
+REWARDS = ('R1', 'R2', 'R3')
+EXTRA_FEATURES = ('student_probs', 'student_loss', 'teacher_student_kl', 'teacher_id')
+
+
+@dataclasses.dataclass(frozen=True)
+class RLSettings:
+  """The policy's switches (config section `rl`)."""
+  selection: str = 'hard'              # 'hard': sampled actions; 'soft': normalised π
+  reward: str = 'R1'                   # 'R1' | 'R2' | 'R3'
+  extra_features: tuple[str, ...] = ()  # any of EXTRA_FEATURES
+  baseline_decay: float = 0.9          # moving-average baseline b ← d·b + (1−d)·mean R
+
+  def __post_init__(self):
+    if self.selection not in SELECTIONS:
+      raise KdjaxError(f'rl.selection {self.selection!r}: use one of {SELECTIONS}')
+    if self.reward not in REWARDS:
+      raise KdjaxError(f'rl.reward {self.reward!r}: use one of {REWARDS}')
+    unknown = set(self.extra_features) - set(EXTRA_FEATURES)
+    if unknown:
+      raise KdjaxError(f'rl.extra_features {sorted(unknown)}: choose from {EXTRA_FEATURES}')
+    if not 0.0 <= self.baseline_decay < 1.0:
+      raise KdjaxError('rl.baseline_decay must be in [0, 1)')
+
+
+class TeacherPolicy(nn.Module):
+  """π(a_jk = 1 | s_jk) = sigmoid(f(s_jk)); f is linear (the paper) or an MLP.
+
+  The same f scores every teacher, so what it learns (for example "trust a
+  teacher that is confident and right") transfers across instances.
+  Returns logits [B, K] for features [B, K, F].
+  """
+  hidden_sizes: tuple[int, ...] = ()
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> jax.Array:
+    x = features
+    for i, width in enumerate(self.hidden_sizes):
+      x = nn.tanh(nn.Dense(width, name=f'hidden_{i}')(x))
+    return nn.Dense(1, name='out')(x)[..., 0]
+
+
+def feature_size(hidden: int, num_outputs: int, num_teachers: int,
+                 extra_features: tuple[str, ...] = ()) -> int:
+  """F for `policy_features` with these sizes."""
+  sizes = {'student_probs': num_outputs, 'student_loss': 1, 'teacher_student_kl': 1,
+           'teacher_id': num_teachers}
+  return hidden + num_outputs + 1 + sum(sizes[f] for f in extra_features)
+
+
+def _targets(outputs: jax.Array, regression: bool) -> jax.Array:
+  """Class probabilities [.., C], or the raw score [.., 1] for regression."""
+  return outputs if regression else jax.nn.softmax(outputs, axis=-1)
+
+
+def _gold_loss(outputs: jax.Array, labels: jax.Array, regression: bool) -> jax.Array:
+  """Per-row loss on the gold label; outputs [..., C], labels broadcastable [...]."""
+  if regression:
+    return jnp.square(outputs[..., 0] - labels)
+  log_probs = jax.nn.log_softmax(outputs, axis=-1)
+  onehot = jax.nn.one_hot(labels.astype(jnp.int32), outputs.shape[-1])
+  return -jnp.sum(onehot * log_probs, axis=-1)
+
+
+def policy_features(instance_repr: jax.Array, teacher_out: jax.Array, labels: jax.Array, *,
+                    regression: bool, student_out: jax.Array | None = None,
+                    extra_features: tuple[str, ...] = ()) -> jax.Array:
+  """s_jk = [e_j ; p_Tk(x_j) ; loss(y_j, T_k)] (+ extras), gradient stopped.
+
+  instance_repr [B, H] (the student's pooled [CLS] vector), teacher_out
+  [B, K, C] teacher logits (scores for regression), labels [B];
+  student_out [B, C] is needed by the student_* and KL extras. -> [B, K, F].
+  """
+  batch, num_teachers = teacher_out.shape[:2]
+  labels_bk = jnp.broadcast_to(labels[:, None], (batch, num_teachers))
+  parts = [jnp.broadcast_to(instance_repr[:, None, :], (batch, num_teachers,
+                                                        instance_repr.shape[-1])),
+           _targets(teacher_out, regression),
+           _gold_loss(teacher_out, labels_bk, regression)[..., None]]
+  if extra_features and student_out is None:
+    raise KdjaxError(f'rl.extra_features {extra_features} need the student outputs')
+  student_bk = None if student_out is None else jnp.broadcast_to(
+      student_out[:, None, :], teacher_out.shape)
+  for name in extra_features:
+    if name == 'student_probs':
+      parts.append(_targets(student_bk, regression))
+    elif name == 'student_loss':
+      parts.append(_gold_loss(student_bk, labels_bk, regression)[..., None])
+    elif name == 'teacher_student_kl':
+      if regression:
+        kl = jnp.square(teacher_out[..., 0] - student_bk[..., 0])
+      else:
+        t_log = jax.nn.log_softmax(teacher_out, axis=-1)
+        kl = jnp.sum(jnp.exp(t_log) * (t_log - jax.nn.log_softmax(student_bk, axis=-1)), -1)
+      parts.append(kl[..., None])
+    elif name == 'teacher_id':
+      parts.append(jnp.broadcast_to(jnp.eye(num_teachers), (batch, num_teachers,
+                                                            num_teachers)))
+  return jax.lax.stop_gradient(jnp.concatenate(parts, axis=-1).astype(jnp.float32))
+
+
+def selection_weights(probs: jax.Array, actions: jax.Array | None, selection: str
+                      ) -> jax.Array:
+  """Teacher weights w [B, K] from π [B, K] (and actions a [B, K] for 'hard').
+
+  hard: w_jk = a_jk / max(1, Σ_k a_jk) (no teacher picked: w = 0, so the
+  instance gets the gold loss only); soft: w_jk = π_jk / Σ_k π_jk.
+  """
+  if selection == 'hard':
+    return actions / jnp.maximum(1.0, jnp.sum(actions, axis=-1, keepdims=True))
+  if selection == 'soft':
+    return probs / jnp.maximum(jnp.sum(probs, axis=-1, keepdims=True), 1e-9)
+  raise KdjaxError(f'selection {selection!r}: use one of {SELECTIONS}')
+
+
+def teacher_kd_losses(student_out: jax.Array, labels: jax.Array, teacher_out: jax.Array, *,
+                      temperature: float, regression: bool) -> jax.Array:
+  """KD(p_Tk, z_S) for every teacher: [B, C], [B], [B, K, C] -> [B, K]."""
+  soft_only = lambda t: distillation_loss(student_out, labels, t, alpha=0.0,
+                                          temperature=temperature, regression=regression)
+  return jax.vmap(soft_only, in_axes=1, out_axes=1)(teacher_out)
+
+
+def multi_teacher_loss(student_out: jax.Array, labels: jax.Array, teacher_out: jax.Array,
+                       teacher_weights: jax.Array, *, alpha: float, temperature: float,
+                       regression: bool) -> jax.Array:
+  """α · gold loss + (1 − α) · Σ_k w_jk · KD(p_Tk, z_S), per instance -> [B]."""
+  hard = distillation_loss(student_out, labels, None, alpha=1.0, temperature=1.0,
+                           regression=regression)
+  kd = teacher_kd_losses(student_out, labels, teacher_out, temperature=temperature,
+                         regression=regression)
+  weights = jax.lax.stop_gradient(teacher_weights)
+  return alpha * hard + (1.0 - alpha) * jnp.sum(weights * kd, axis=-1)
+
+
+def heldout_score(student_out: jax.Array, labels: jax.Array, weights: jax.Array,
+                  regression: bool) -> jax.Array:
+  """Accuracy on a held-out batch (negative mean squared error for regression) -> []."""
+  if regression:
+    return -weighted_mean(jnp.square(student_out[:, 0] - labels), weights)
+  correct = (jnp.argmax(student_out, axis=-1) == labels.astype(jnp.int32))
+  return weighted_mean(correct.astype(jnp.float32), weights)
+
+
+def instance_rewards(reward: str, *, gold_loss_after: jax.Array,
+                     weighted_kd_after: jax.Array, heldout_before: jax.Array,
+                     heldout_after: jax.Array) -> jax.Array:
+  """Reward per instance [B], measured on the student after its update.
+
+  R1: −CE(y_j, S'(x_j)); R2: R1 − Σ_k w_jk KD(p_Tk, S'(x_j)) (`rl_step` passes
+  w = 1/K for an instance that picked no teacher); R3: the change
+  in held-out accuracy, the same for every instance of the batch (episode).
+  """
+  if reward == 'R1':
+    return -gold_loss_after
+  if reward == 'R2':
+    return -gold_loss_after - weighted_kd_after
+  if reward == 'R3':
+    return jnp.broadcast_to(heldout_after - heldout_before, gold_loss_after.shape)
+  raise KdjaxError(f'reward {reward!r}: use one of {REWARDS}')
+
+
+def moving_baseline(baseline: jax.Array, num_updates: jax.Array, mean_reward: jax.Array,
+                    decay: float) -> tuple[jax.Array, jax.Array]:
+  """(baseline used now, baseline after this update).
+
+  The first update starts the average at the batch's own mean reward, so the
+  first advantages are not the raw rewards.
+  """
+  used = jnp.where(num_updates == 0, mean_reward, baseline)
+  return used, decay * used + (1.0 - decay) * mean_reward
+
+
+def action_log_prob(policy_logits: jax.Array, actions: jax.Array) -> jax.Array:
+  """Σ_k log π(a_jk | s_jk) for Bernoulli actions: [B, K], [B, K] -> [B]."""
+  return jnp.sum(actions * jax.nn.log_sigmoid(policy_logits)
+                 + (1.0 - actions) * jax.nn.log_sigmoid(-policy_logits), axis=-1)
+
+
+def reinforce_loss(policy_params, policy: nn.Module, features: jax.Array,
+                   actions: jax.Array, advantages: jax.Array, weights: jax.Array
+                   ) -> jax.Array:
+  """−mean_j (R_j − b) Σ_k log π_θ(a_jk | s_jk); its gradient is −∇θ J (REINFORCE)."""
+  logits = policy.apply({'params': policy_params}, features)
+  per_instance = jax.lax.stop_gradient(advantages) * action_log_prob(logits, actions)
+  return -weighted_mean(per_instance, weights)
+
+
+# ------------------------------------------------------------------ train steps
+
+State = dict[str, Any]  # {'step', 'params', 'opt_state'} (+ 'policy' for rl_step)
+
+
+def init_policy_state(policy: nn.Module, num_features: int, num_teachers: int,
+                      tx: optax.GradientTransformation, seed: int) -> dict[str, Any]:
+  """The policy's part of the train state: params, optimiser state, baseline."""
+  params = policy.init(jax.random.PRNGKey(seed),
+                       jnp.zeros((1, num_teachers, num_features), jnp.float32))['params']
+  return {'params': params, 'opt_state': tx.init(params),
+          'baseline': jnp.zeros((), jnp.float32), 'updates': jnp.zeros((), jnp.int32)}
+
+
+def _inputs(batch, prefix: str = ''):
+  return (batch[prefix + 'input_ids'], batch[prefix + 'token_type_ids'],
+          batch[prefix + 'attention_mask'])
+
+
+def _student_update(state: State, batch, rng, teacher_weights, *, model, tx, alpha,
+                    temperature, regression):
+  """One optimiser step of the student on `multi_teacher_loss` -> (student state, loss)."""
+  def loss_fn(params):
+    out = model.apply({'params': params}, *_inputs(batch), deterministic=False,
+                      rngs={'dropout': rng})['logits']
+    per_instance = multi_teacher_loss(out, batch['labels'], batch['teacher_logits'],
+                                      teacher_weights, alpha=alpha,
+                                      temperature=temperature, regression=regression)
+    return weighted_mean(per_instance, batch['weights'])
+
+  loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+  updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+  return {'params': optax.apply_updates(state['params'], updates),
+          'opt_state': opt_state}, loss, optax.global_norm(grads)
+
+
+def fixed_weight_step(state: State, batch, rng, *, model, tx, teacher_weights: tuple,
+                      alpha: float, temperature: float, regression: bool):
+  """Student step with the same teacher weights for every instance.
+
+  (1/K,..) is equal-weight KD and the RL-KD warm-up; a one-hot is one
+  teacher's KD.
+  """
+  rng = jax.random.fold_in(rng, state['step'])
+  weights = jnp.broadcast_to(jnp.asarray(teacher_weights, jnp.float32),
+                             batch['teacher_logits'].shape[:2])
+  student, loss, grad_norm = _student_update(state, batch, rng, weights, model=model, tx=tx,
+                                             alpha=alpha, temperature=temperature,
+                                             regression=regression)
+  return {**state, **student, 'step': state['step'] + 1}, {'loss': loss,
+                                                           'grad_norm': grad_norm}
+
+
+def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
+            policy_tx: optax.GradientTransformation, rl: RLSettings, alpha: float,
+            temperature: float, regression: bool, update_student: bool):
+  """One policy step, and (`update_student`) one student step, on one batch.
+
+  The policy samples a selection a ~ π(s) from the current student's view of
+  each instance; the student takes a trial step with those teachers; the
+  reward is read from the stepped student; REINFORCE with the moving-average
+  baseline updates the policy. With `update_student` the step is kept ('hard')
+  or replaced by a step with the updated policy's normalised π ('soft');
+  without it (policy pre-training) the student stays as it was.
+  """
+  rng = jax.random.fold_in(rng, state['step'])
+  act_rng, dropout_rng, soft_rng = jax.random.split(rng, 3)
+  labels, weights, teacher_out = batch['labels'], batch['weights'], batch['teacher_logits']
+  pol = state['policy']
+
+  before = model.apply({'params': state['params']}, *_inputs(batch))
+  features = policy_features(before['pooled'], teacher_out, labels, regression=regression,
+                             student_out=before['logits'],
+                             extra_features=rl.extra_features)
+  probs = jax.nn.sigmoid(policy.apply({'params': pol['params']}, features))
+  actions = jax.random.bernoulli(act_rng, probs).astype(jnp.float32)
+  sampled_weights = selection_weights(probs, actions, 'hard')
+  static = dict(model=model, tx=tx, alpha=alpha, temperature=temperature,
+                regression=regression)
+  trial, loss, grad_norm = _student_update(state, batch, dropout_rng, sampled_weights,
+                                           **static)
+
+  after = model.apply({'params': trial['params']}, *_inputs(batch))['logits']
+  gold_after = _gold_loss(after, labels, regression)
+  # R2 charges an instance that picked no teacher the mean KD loss: otherwise
+  # abstaining would always be rewarded (its weighted KD loss is 0).
+  picked_none = jnp.sum(actions, axis=-1, keepdims=True) == 0
+  kd_weights = jnp.where(picked_none, 1.0 / teacher_out.shape[1], sampled_weights)
+  kd_after = jnp.sum(kd_weights * teacher_kd_losses(
+      after, labels, teacher_out, temperature=temperature, regression=regression), -1)
+  heldout_before = heldout_after = jnp.zeros((), jnp.float32)
+  if rl.reward == 'R3':
+    h_in, h_labels, h_weights = (_inputs(batch, 'heldout_'), batch['heldout_labels'],
+                                 batch['heldout_weights'])
+    score = lambda p: heldout_score(model.apply({'params': p}, *h_in)['logits'], h_labels,
+                                    h_weights, regression)
+    heldout_before, heldout_after = score(state['params']), score(trial['params'])
+  rewards = instance_rewards(rl.reward, gold_loss_after=gold_after,
+                             weighted_kd_after=kd_after, heldout_before=heldout_before,
+                             heldout_after=heldout_after)
+  mean_reward = weighted_mean(rewards, weights)
+  baseline, next_baseline = moving_baseline(pol['baseline'], pol['updates'], mean_reward,
+                                            rl.baseline_decay)
+  policy_loss, policy_grads = jax.value_and_grad(reinforce_loss)(
+      pol['params'], policy, features, actions, rewards - baseline, weights)
+  updates, policy_opt = policy_tx.update(policy_grads, pol['opt_state'], pol['params'])
+  new_policy = {'params': optax.apply_updates(pol['params'], updates),
+                'opt_state': policy_opt, 'baseline': next_baseline,
+                'updates': pol['updates'] + 1}
+
+  student = {'params': state['params'], 'opt_state': state['opt_state']}
+  if update_student and rl.selection == 'hard':
+    student = trial
+  elif update_student:
+    new_probs = jax.nn.sigmoid(policy.apply({'params': new_policy['params']}, features))
+    student, loss, grad_norm = _student_update(
+        state, batch, soft_rng, selection_weights(new_probs, None, 'soft'), **static)
+
+  metrics = {'loss': loss, 'grad_norm': grad_norm, 'reward': mean_reward,
+             'baseline': baseline, 'policy_loss': policy_loss,
+             'heldout_gain': heldout_after - heldout_before}
+  for k in range(teacher_out.shape[1]):
+    metrics[f'policy_prob_{k}'] = weighted_mean(probs[:, k], weights)
+    metrics[f'selected_{k}'] = weighted_mean(actions[:, k], weights)
+  return {**state, **student, 'policy': new_policy, 'step': state['step'] + 1}, metrics
+
+
+def policy_probs(params, policy_params, batch, *, model, policy: nn.Module,
+                 extra_features: tuple[str, ...], regression: bool) -> jax.Array:
+  """π [B, K] of the current student and policy (for records and plots)."""
+  out = model.apply({'params': params}, *_inputs(batch))
+  features = policy_features(out['pooled'], batch['teacher_logits'], batch['labels'],
+                             regression=regression, student_out=out['logits'],
+                             extra_features=extra_features)
+  return jax.nn.sigmoid(policy.apply({'params': policy_params}, features))

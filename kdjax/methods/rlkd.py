@@ -1,0 +1,426 @@
+"""RL-KD end to end: several teachers, one student, a policy that weights them.
+
+  1. teachers: K models that differ in kind and strength (the pretrained
+     encoder fine-tuned, a truncated copy of it, one trained briefly), each a
+     resumable phase; their logits on the training and evaluation sets are
+     stored once under a key of teacher config and data in `teacher.store_dir`;
+  2. the student, for `distill.weighting`:
+       'equal'  — equal-weight multi-teacher KD for the whole budget;
+       'single' — KD from teacher `distill.single_teacher` alone;
+       'policy' — RL-KD: (2) warm-up with equal weights, (3) policy
+                  pre-training with the student frozen, (4) one student step
+                  and one policy step per batch for the rest of the budget.
+     Every variant takes the same number of student steps on the same data;
+  3. the policy's teacher weights over training and by instance difficulty
+     (policy_weights.json and two PNG plots), dev metrics, HF export, summary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from kdjax import parallel, plots, students, summary, teachers, train
+from kdjax.data import sources
+from kdjax.data.batching import TrainBatches
+from kdjax.data.tasks import Examples, TaskSpec
+from kdjax.data.tokenize import encode
+from kdjax.errors import KdjaxError
+from kdjax.methods import rl_select
+from kdjax.metrics import compute_metrics
+from kdjax.models.bert import count_params
+from kdjax.models.hf import HFCheckpoint, export_hf_checkpoint
+from kdjax.observe import MetricsLog
+
+WEIGHTINGS = ('policy', 'equal', 'single')
+_POLICY_PHASES = ('policy_pretrain', 'joint')
+
+
+# ------------------------------------------------------------------ data
+
+def holdout_split(examples: Examples, fraction: float, seed: int, regression: bool
+                  ) -> tuple[Examples, Examples | None]:
+  """(train, held-out) with `fraction` of the rows held out (stratified by class).
+
+  The held-out rows give R3 its rewards; every variant trains on the same rest,
+  so all students see the same labelled data.
+  """
+  if fraction <= 0:
+    return examples, None
+  if not fraction < 1:
+    raise KdjaxError('distill.heldout_fraction must be in [0, 1)')
+  if regression:
+    order = np.random.default_rng(seed).permutation(len(examples))
+    cut = int(round(fraction * len(examples)))
+    return examples.subset(np.sort(order[cut:])), examples.subset(np.sort(order[:cut]))
+  parts = sources.stratified_split(examples, seed, fraction, 0.0)
+  return parts['train'], parts.get('dev')
+
+
+def encode_split(tokenizer, examples: Examples, max_length: int) -> dict[str, np.ndarray]:
+  return {**encode(tokenizer, examples, max_length), 'labels': examples.labels}
+
+
+def _inputs(arrays):
+  return {k: arrays[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')}
+
+
+# ------------------------------------------------------------------ teachers
+
+def teacher_specs(section) -> list[dict]:
+  """One dict per teacher (name, layers, epochs, seed) from the parallel tuples."""
+  names, layers, epochs = tuple(section.names), tuple(section.layers), tuple(section.epochs)
+  if not names or not len(names) == len(layers) == len(epochs):
+    raise KdjaxError('teacher.names, teacher.layers and teacher.epochs must list one '
+                     f'entry per teacher (got {len(names)}, {len(layers)}, {len(epochs)})')
+  if len(set(names)) != len(names):
+    raise KdjaxError(f'teacher.names must be distinct: {names}')
+  return [{'name': n, 'layers': int(l), 'epochs': float(e), 'seed': section.seed + 100 * k}
+          for k, (n, l, e) in enumerate(zip(names, layers, epochs))]
+
+
+def truncated(ckpt: HFCheckpoint, num_layers: int) -> HFCheckpoint:
+  """The checkpoint's first `num_layers` layers (0 = all): a smaller teacher of the same kind."""
+  full = ckpt.config.num_layers
+  if num_layers == 0 or num_layers == full:
+    return ckpt
+  if not 0 < num_layers <= full:
+    raise KdjaxError(f'teacher.layers {num_layers}: the checkpoint has {full} layers')
+  encoder = {k: v for k, v in ckpt.encoder_params.items()
+             if not k.startswith('layer_') or int(k.split('_')[1]) < num_layers}
+  return dataclasses.replace(ckpt, config=dataclasses.replace(ckpt.config,
+                                                              num_layers=num_layers),
+                             encoder_params=encoder)
+
+
+def _store_key(config, specs, teacher_dir: str, data_fingerprint: str) -> str:
+  section = {k: v for k, v in config.teacher.to_dict().items() if k != 'store_dir'}
+  identity = json.dumps({'teacher': section, 'specs': specs, 'dir': teacher_dir,
+                         'data': data_fingerprint, 'max_length': config.data.max_length},
+                        sort_keys=True, default=str)
+  return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def prepare_teachers(config, spec: TaskSpec, encoded: dict, ckpt: HFCheckpoint,
+                     teacher_dir: str, store_path: str, eval_split: str, mesh,
+                     log: MetricsLog) -> dict[str, np.ndarray]:
+  """Trains (or reuses) the teachers; returns their logits per split, each [K, N, C]."""
+  if not os.path.exists(store_path):
+    outputs = {split: [] for split in encoded}
+    for k, t in enumerate(teacher_specs(config.teacher)):
+      model, params = teachers.build_teacher(truncated(ckpt, t['layers']), spec, t['seed'])
+      predict = train.jit_predict(model, mesh)
+      if t['epochs'] > 0:
+        section = types.SimpleNamespace(**{**config.teacher.to_dict(), 'epochs': t['epochs']})
+        eval_fn = lambda p: train.evaluate(predict, p, _inputs(encoded[eval_split]),
+                                           encoded[eval_split]['labels'], spec,
+                                           config.eval_batch_size, mesh)
+        params = train.fit_classifier(
+            f'teacher_{t["name"]}', 100 + k, model, params, encoded['train'], spec, section,
+            config, mesh, os.path.join(os.path.dirname(store_path), t['name']), log, eval_fn,
+            alpha=1.0, temperature=1.0, seed=t['seed'])
+      for split, arrays in encoded.items():
+        outputs[split].append(train.predict_all(predict, params, _inputs(arrays),
+                                                config.eval_batch_size, mesh,
+                                                desc=f'{t["name"]} outputs on {split}'))
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(store_path), exist_ok=True)
+      tmp = f'{store_path}.tmp-{os.getpid()}.npz'
+      np.savez(tmp, **{split: np.stack(v).astype(np.float32) for split, v in outputs.items()})
+      os.replace(tmp, store_path)  # a student never reads half-written teacher outputs
+  with np.load(store_path) as stored:
+    return {k: stored[k] for k in stored.files}
+
+
+# ------------------------------------------------------------------ student
+
+@dataclasses.dataclass(frozen=True)
+class StageBatches:
+  """Training batches of one stage: the student's order continues across
+  stages (`offset`); R3 stages add a held-out batch under `heldout_*` keys."""
+  train: TrainBatches
+  offset: int = 0
+  heldout: TrainBatches | None = None
+
+  def batch_at(self, step: int) -> dict[str, np.ndarray]:
+    batch = self.train.batch_at(self.offset + step)
+    if self.heldout is not None:
+      batch.update({f'heldout_{k}': v for k, v in self.heldout.batch_at(step).items()})
+    return batch
+
+
+def rl_settings(section) -> rl_select.RLSettings:
+  return rl_select.RLSettings(section.selection, section.reward,
+                              tuple(section.extra_features), section.baseline_decay)
+
+
+def student_stages(config, total_steps: int) -> list[tuple[str, int]]:
+  """[(stage name, steps)] of this weighting; student steps always sum to total."""
+  weighting = config.distill.weighting
+  if weighting in ('equal', 'single'):
+    return [('student', total_steps)]
+  if weighting != 'policy':
+    raise KdjaxError(f'distill.weighting {weighting!r}: use one of {WEIGHTINGS}')
+  warmup = int(round(config.rl.warmup_fraction * total_steps))
+  if not 0 <= warmup < total_steps:
+    raise KdjaxError('rl.warmup_fraction must leave steps for joint training (in [0, 1))')
+  stages = [('student_warmup', warmup), ('policy_pretrain', int(config.rl.pretrain_steps)),
+            ('joint', total_steps - warmup)]
+  return [(name, steps) for name, steps in stages if steps > 0]
+
+
+def fixed_teacher_weights(config, num_teachers: int) -> tuple[float, ...]:
+  if config.distill.weighting == 'single':
+    k = config.distill.single_teacher
+    if not 0 <= k < num_teachers:
+      raise KdjaxError(f'distill.single_teacher {k}: there are {num_teachers} teachers')
+    return tuple(float(i == k) for i in range(num_teachers))
+  return (1.0 / num_teachers,) * num_teachers
+
+
+def train_student(config, workdir: str, model, params, spec: TaskSpec, arrays: dict,
+                  heldout: dict | None, mesh, log: MetricsLog, eval_fn):
+  """Runs the stages of `student_stages`; returns the final train state."""
+  d, rl = config.distill, config.rl
+  num_teachers = arrays['teacher_logits'].shape[1]
+  parallel.check_batch_size(d.batch_size, mesh, 'distill batch_size')
+  order = TrainBatches(arrays, d.batch_size, seed=config.seed + 2,
+                       process_index=jax.process_index(), process_count=jax.process_count())
+  total = train.steps_for(order.num_examples, d.batch_size, d.epochs)
+  tx = train.make_optimizer(train.Schedule(d.learning_rate, total,
+                                           int(d.warmup_fraction * total), d.weight_decay))
+  state = train.init_state(params, tx)
+  static = dict(model=model, tx=tx, alpha=d.alpha, temperature=d.temperature,
+                regression=spec.regression)
+  stages = student_stages(config, total)
+  if d.weighting == 'policy':
+    settings = rl_settings(rl)
+    policy = rl_select.TeacherPolicy(tuple(rl.hidden_sizes))
+    policy_tx = optax.adam(rl.learning_rate)
+    num_features = rl_select.feature_size(model.config.hidden_size, spec.num_outputs,
+                                          num_teachers, settings.extra_features)
+    state['policy'] = rl_select.init_policy_state(policy, num_features, num_teachers,
+                                                  policy_tx, config.seed + 5)
+    held = None
+    if settings.reward == 'R3':
+      if heldout is None or len(heldout['labels']) < rl.heldout_batch_size:
+        raise KdjaxError(f'rl.reward=R3 needs at least rl.heldout_batch_size='
+                         f'{rl.heldout_batch_size} held-out examples; raise '
+                         'distill.heldout_fraction')
+      parallel.check_batch_size(rl.heldout_batch_size, mesh, 'rl heldout_batch_size')
+      held = TrainBatches(heldout, rl.heldout_batch_size, seed=config.seed + 4,
+                          process_index=jax.process_index(),
+                          process_count=jax.process_count())
+    rl_static = dict(static, policy=policy, policy_tx=policy_tx, rl=settings)
+  state = parallel.replicate(state, mesh)
+
+  student_steps_done = 0
+  for phase_id, (name, steps) in enumerate(stages, start=2):
+    if name in ('student', 'student_warmup'):
+      weights = (fixed_teacher_weights(config, num_teachers) if name == 'student'
+                 else (1.0 / num_teachers,) * num_teachers)
+      step_fn = train.jit_train_step(rl_select.fixed_weight_step, mesh,
+                                     teacher_weights=weights, **static)
+      batches = StageBatches(order)
+    elif name == 'policy_pretrain':
+      step_fn = train.jit_train_step(rl_select.rl_step, mesh, update_student=False,
+                                     **rl_static)
+      pretrain_order = dataclasses.replace(order, seed=config.seed + 3)
+      batches = StageBatches(pretrain_order, 0, held)
+    else:  # joint
+      step_fn = train.jit_train_step(rl_select.rl_step, mesh, update_student=True,
+                                     **rl_static)
+      batches = StageBatches(order, student_steps_done, held)
+    phase = train.Phase(name, step_fn, batches, steps,
+                        os.path.join(workdir, 'checkpoints', name), eval_fn,
+                        config.eval_every, config.checkpoint_every, config.log_every,
+                        config.keep_checkpoints)
+    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), phase_id)
+    state = train.run_phase(phase, state, rng, mesh, log)
+    state = {**state, 'step': jnp.zeros_like(state['step'])}  # the next stage counts anew
+    if name != 'policy_pretrain':
+      student_steps_done += steps
+  return state
+
+
+# ------------------------------------------------------------------ record
+
+def over_training(metrics_path: str, num_teachers: int) -> list[dict]:
+  """The policy's mean π and selection share per teacher at each logged step.
+
+  Steps logged twice (a run resumed after an interruption) keep the last entry.
+  """
+  points = {}
+  if os.path.exists(metrics_path):
+    with open(metrics_path, encoding='utf-8') as f:
+      for line in f:
+        row = json.loads(line)
+        if row['phase'] in _POLICY_PHASES and 'policy_prob_0' in row:
+          points[(row['phase'], row['step'])] = {
+              'phase': row['phase'], 'step': row['step'],
+              'prob': [row[f'policy_prob_{k}'] for k in range(num_teachers)],
+              'selected': [row[f'selected_{k}'] for k in range(num_teachers)],
+              'reward': row['reward']}
+  return sorted(points.values(), key=lambda p: (_POLICY_PHASES.index(p['phase']), p['step']))
+
+
+def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray,
+                  regression: bool, num_bins: int = 5) -> dict:
+  """Mean π per teacher in quantile bins of instance difficulty, and, for
+  classification, when each teacher is right vs wrong.
+
+  Difficulty of an instance: the teachers' mean loss on its gold label.
+  probs [N, K], teacher_logits [N, K, C], labels [N].
+  """
+  losses = np.asarray(rl_select._gold_loss(jnp.asarray(teacher_logits),
+                                           jnp.asarray(labels)[:, None], regression))
+  difficulty = losses.mean(axis=1)
+  edges = np.quantile(difficulty, np.linspace(0, 1, num_bins + 1))
+  bins = np.clip(np.searchsorted(edges, difficulty, side='right') - 1, 0, num_bins - 1)
+  record = {'difficulty': 'mean teacher loss on the gold label',
+            'bin_edges': edges.tolist(),
+            'bin_sizes': [int((bins == b).sum()) for b in range(num_bins)],
+            'prob_by_bin': [probs[bins == b].mean(axis=0).tolist() if (bins == b).any()
+                            else [float('nan')] * probs.shape[1] for b in range(num_bins)]}
+  if not regression:
+    right = teacher_logits.argmax(-1) == labels[:, None].astype(np.int64)
+    record['prob_when_right'] = [float(probs[right[:, k], k].mean()) if right[:, k].any()
+                                 else float('nan') for k in range(probs.shape[1])]
+    record['prob_when_wrong'] = [float(probs[~right[:, k], k].mean()) if (~right[:, k]).any()
+                                 else float('nan') for k in range(probs.shape[1])]
+  return record
+
+
+def write_policy_record(workdir: str, names: list[str], state, model, config, spec,
+                        arrays: dict, mesh) -> dict:
+  """policy_weights.json and the two PNG plots of what the policy learned."""
+  settings = rl_settings(config.rl)
+  predict_fn = functools.partial(
+      lambda params, batch, *, model, policy: rl_select.policy_probs(
+          params[0], params[1], batch, model=model, policy=policy,
+          extra_features=settings.extra_features, regression=spec.regression),
+      policy=rl_select.TeacherPolicy(tuple(config.rl.hidden_sizes)))
+  predict = train.jit_predict(model, mesh, predict_fn)
+  probs = train.predict_all(predict, (state['params'], state['policy']['params']), arrays,
+                            config.eval_batch_size, mesh)
+  record = {'teachers': names,
+            'over_training': over_training(os.path.join(workdir, 'metrics.jsonl'), len(names)),
+            'final_mean_prob': probs.mean(axis=0).tolist(),
+            'by_difficulty': by_difficulty(probs, arrays['teacher_logits'], arrays['labels'],
+                                           spec.regression)}
+  if jax.process_index() == 0:
+    summary.write_json(os.path.join(workdir, 'policy_weights.json'), record)
+    plots.policy_over_training(record, os.path.join(workdir, 'policy_weights.png'))
+    plots.policy_by_difficulty(record, os.path.join(workdir, 'policy_by_difficulty.png'))
+  return record
+
+
+# ------------------------------------------------------------------ run
+
+def variant_name(config) -> str:
+  d = config.distill
+  if d.weighting == 'single':
+    return f'single teacher {tuple(config.teacher.names)[d.single_teacher]}'
+  if d.weighting == 'equal':
+    return 'equal weights'
+  return f'RL-KD {config.rl.reward} ({config.rl.selection})'
+
+
+def run(config, workdir: str) -> dict:
+  """All stages; returns (and writes to workdir/summary.json) the summary."""
+  started = time.time()
+  train.ensure_writable(workdir)
+  specs = teacher_specs(config.teacher)
+  if config.distill.weighting == 'policy':
+    rl_settings(config.rl)  # bad switches fail before any training
+  teacher_dir, ckpt, tokenizer = teachers.open_teacher(config.teacher.checkpoint,
+                                                       config.data.max_length, config.seed)
+  spec, splits = sources.load_task(config.data)
+  eval_split = sources.final_eval_split(splits)
+  evaluated = sources.subsample(splits[eval_split], config.data.max_eval_examples,
+                                config.data.split_seed)
+  train_ex, heldout_ex = holdout_split(splits['train'], config.distill.heldout_fraction,
+                                       config.data.split_seed, spec.regression)
+  encoded = {'train': encode_split(tokenizer, train_ex, config.data.max_length),
+             eval_split: encode_split(tokenizer, evaluated, config.data.max_length)}
+  heldout = (None if heldout_ex is None
+             else encode_split(tokenizer, heldout_ex, config.data.max_length))
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  log = MetricsLog(workdir)
+  if jax.process_index() == 0:
+    summary.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+
+  store_dir = config.teacher.store_dir or os.path.join(workdir, 'teachers')
+  data_key = sources.fingerprint(train_ex) + sources.fingerprint(evaluated)
+  store_path = os.path.join(store_dir, spec.name,
+                            f'teachers-{_store_key(config, specs, teacher_dir, data_key)}.npz')
+  outputs = prepare_teachers(config, spec, encoded, ckpt, teacher_dir, store_path,
+                             eval_split, mesh, log)
+  eval_labels = encoded[eval_split]['labels']
+  teacher_rows = [{**t, 'metrics': compute_metrics(spec.metrics, out, eval_labels,
+                                                   spec.regression)}
+                  for t, out in zip(specs, outputs[eval_split])]
+
+  s_config = students.student_config(ckpt.config, config.student)
+  model, params = students.init_student(s_config, spec.num_outputs, config.seed,
+                                        config.student.init, ckpt.config,
+                                        {'bert': ckpt.encoder_params},
+                                        config.student.teacher_layers)
+  predict = train.jit_predict(model, mesh)
+  eval_fn = lambda p: train.evaluate(predict, p, _inputs(encoded[eval_split]), eval_labels,
+                                     spec, config.eval_batch_size, mesh)
+  arrays = {**encoded['train'], 'teacher_logits': np.transpose(outputs['train'], (1, 0, 2))}
+  state = train_student(config, workdir, model, params, spec, arrays, heldout, mesh, log,
+                        eval_fn)
+  metrics = eval_fn(state['params'])
+  log.write('student_final', 0, {f'{eval_split}_{k}': v for k, v in metrics.items()})
+
+  host_params = jax.device_get(state['params'])
+  export_dir = os.path.join(workdir, 'export', 'student')
+  if jax.process_index() == 0:
+    export_hf_checkpoint(export_dir, s_config, host_params['bert'],
+                         host_params['classifier'], spec.label_names, teacher_dir)
+  result = {'method': 'rl_kd', 'task': spec.name, 'variant': variant_name(config),
+            'weighting': config.distill.weighting, 'eval_split': eval_split,
+            'data_sizes': {'train': len(train_ex), 'heldout': 0 if heldout_ex is None
+                           else len(heldout_ex), eval_split: len(evaluated)},
+            'teachers': teacher_rows,
+            'student': {'metrics': metrics, 'params': count_params(host_params),
+                        'export_dir': export_dir},
+            'teacher_checkpoint': teacher_dir, 'hardware': summary.hardware()}
+  if config.distill.weighting == 'policy':
+    record = write_policy_record(workdir, [t['name'] for t in specs], state, model, config,
+                                 spec, arrays, mesh)
+    result['policy'] = {'final_mean_prob': record['final_mean_prob'],
+                        'by_difficulty': record['by_difficulty']}
+  result['wall_seconds'] = time.time() - started
+  log.close()
+  if jax.process_index() == 0:
+    summary.write_json(os.path.join(workdir, 'summary.json'), result)
+  return result
+
+
+def format_table(result: dict) -> str:
+  metric_names = list(result['student']['metrics'])
+  rows = [('model', *metric_names)]
+  for t in result['teachers']:
+    rows.append((f"teacher {t['name']} ({t['layers'] or 'all'} layers, {t['epochs']:g} ep)",
+                 *(f"{t['metrics'][m]:.4f}" for m in metric_names)))
+  rows.append((f"student, {result['variant']}",
+               *(f"{result['student']['metrics'][m]:.4f}" for m in metric_names)))
+  if 'policy' in result:
+    probs = ', '.join(f"{t['name']} {p:.2f}"
+                      for t, p in zip(result['teachers'], result['policy']['final_mean_prob']))
+    rows.append(('mean policy weight', probs))
+  widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

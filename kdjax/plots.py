@@ -1,0 +1,55 @@
+"""PNG plots of a run's records (matplotlib, no display needed)."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: str) -> None:
+  tmp = f'{path}.tmp-{os.getpid()}.png'
+  fig.savefig(tmp, dpi=110, bbox_inches='tight')
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def policy_over_training(record: dict, path: str) -> None:
+  """Mean policy weight π per teacher against the step, one panel per stage."""
+  stages = [s for s in ('policy_pretrain', 'joint')
+            if any(p['phase'] == s for p in record['over_training'])]
+  fig, axes = plt.subplots(1, max(len(stages), 1), figsize=(5 * max(len(stages), 1), 3.4),
+                           squeeze=False)
+  for ax, stage in zip(axes[0], stages):
+    points = [p for p in record['over_training'] if p['phase'] == stage]
+    steps = [p['step'] for p in points]
+    for k, name in enumerate(record['teachers']):
+      ax.plot(steps, [p['prob'][k] for p in points], label=name)
+    ax.set_title({'policy_pretrain': 'policy pre-training (student frozen)',
+                  'joint': 'joint training'}[stage])
+    ax.set_xlabel('step')
+    ax.set_ylim(0, 1)
+  axes[0][0].set_ylabel('mean π(select teacher)')
+  axes[0][0].legend(fontsize=8)
+  _save(fig, path)
+
+
+def policy_by_difficulty(record: dict, path: str) -> None:
+  """Mean final π per teacher in bins of instance difficulty (grouped bars)."""
+  info = record['by_difficulty']
+  teachers = record['teachers']
+  bins = range(len(info['prob_by_bin']))
+  width = 0.8 / len(teachers)
+  fig, ax = plt.subplots(figsize=(6, 3.4))
+  for k, name in enumerate(teachers):
+    ax.bar([b + k * width for b in bins], [row[k] for row in info['prob_by_bin']],
+           width, label=name)
+  ax.set_xticks([b + 0.4 - width / 2 for b in bins])
+  ax.set_xticklabels([f'q{b + 1}' for b in bins])
+  ax.set_xlabel(f"instance difficulty quintile ({info['difficulty']}; q1 easiest)")
+  ax.set_ylabel('mean π(select teacher)')
+  ax.set_ylim(0, 1)
+  ax.legend(fontsize=8)
+  _save(fig, path)

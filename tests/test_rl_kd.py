@@ -1,0 +1,273 @@
+"""RL-KD: REINFORCE against a hand-computed gradient, selection weights, the
+multi-teacher loss, rewards, learning to prefer the right teacher, a checkpoint
+round trip of the policy, and a :quick end-to-end run."""
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from kdjax import checkpoint, train
+from kdjax.data.batching import TrainBatches
+from kdjax.methods import rl_select
+from kdjax.models.heads import BertClassifier
+from tests.conftest import REPO, TINY
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_reinforce_gradient_matches_hand_computed_one():
+  """∇θ of the REINFORCE loss of a linear policy, written out by hand:
+  ∂/∂W [−mean_j A_j Σ_k log π(a_jk|s_jk)] = −mean_j A_j Σ_k (a_jk − σ(W·s_jk + b)) s_jk."""
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(3, 2, 4)).astype(np.float32)
+  actions = np.array([[1, 0], [1, 1], [0, 0]], np.float32)
+  advantages = np.array([0.5, -1.0, 2.0], np.float32)
+  weights = np.ones(3, np.float32)
+  policy = rl_select.TeacherPolicy()
+  params = {'out': {'kernel': rng.normal(size=(4, 1)).astype(np.float32),
+                    'bias': np.array([0.3], np.float32)}}
+  grads = jax.grad(rl_select.reinforce_loss)(params, policy, features, actions, advantages,
+                                             weights)
+  z = features @ params['out']['kernel'][:, 0] + 0.3
+  residual = actions - sigmoid(z)                       # [B, K]
+  expected_w = -np.einsum('j,jk,jkf->f', advantages, residual, features) / 3
+  expected_b = -np.einsum('j,jk->', advantages, residual) / 3
+  np.testing.assert_allclose(grads['out']['kernel'][:, 0], expected_w, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grads['out']['bias'][0], expected_b, rtol=1e-5, atol=1e-6)
+  # A padded instance (weight 0) contributes nothing.
+  padded = jax.grad(rl_select.reinforce_loss)(params, policy, features, actions,
+                                              advantages, np.array([1, 1, 0], np.float32))
+  expected_pad = -np.einsum('j,jk,jkf->f', advantages[:2], residual[:2], features[:2]) / 2
+  np.testing.assert_allclose(padded['out']['kernel'][:, 0], expected_pad, rtol=1e-5, atol=1e-6)
+
+
+def test_selection_weights_hard_and_soft():
+  probs = jnp.array([[0.9, 0.1, 0.5], [0.2, 0.2, 0.2]])
+  actions = jnp.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+  hard = rl_select.selection_weights(probs, actions, 'hard')
+  np.testing.assert_allclose(hard, [[0.5, 0.0, 0.5], [0.0, 0.0, 0.0]])  # none picked: 0
+  soft = rl_select.selection_weights(probs, None, 'soft')
+  np.testing.assert_allclose(soft, [[0.6, 1 / 15, 1 / 3], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+  with pytest.raises(Exception, match='selection'):
+    rl_select.selection_weights(probs, actions, 'greedy')
+
+
+def test_multi_teacher_loss_against_hand_computed_values():
+  student = np.array([[1.0, -1.0], [0.0, 2.0]], np.float32)
+  labels = np.array([0, 1])
+  teachers = np.array([[[2.0, 0.0], [0.0, 3.0]], [[1.0, 1.0], [-2.0, 0.0]]], np.float32)
+  w = np.array([[0.5, 0.5], [1.0, 0.0]], np.float32)
+  alpha, tau = 0.3, 2.0
+  got = rl_select.multi_teacher_loss(student, labels, teachers, w, alpha=alpha,
+                                     temperature=tau, regression=False)
+  hard = -log_softmax(student)[[0, 1], labels]
+  kd = np.stack([-(tau ** 2) * (np.exp(log_softmax(teachers[:, k] / tau))
+                                * log_softmax(student / tau)).sum(-1) for k in range(2)], 1)
+  np.testing.assert_allclose(got, alpha * hard + (1 - alpha) * (w * kd).sum(-1), rtol=1e-5)
+  # No teacher selected: the gold loss alone (times alpha).
+  none = rl_select.multi_teacher_loss(student, labels, teachers, np.zeros_like(w), alpha=alpha,
+                                      temperature=tau, regression=False)
+  np.testing.assert_allclose(none, alpha * hard, rtol=1e-5)
+  # Regression: squared errors against the gold score and each teacher's score.
+  reg = rl_select.multi_teacher_loss(np.array([[1.0]]), np.array([3.0]),
+                                     np.array([[[2.0], [0.0]]]), np.array([[0.25, 0.75]]),
+                                     alpha=0.5, temperature=1.0, regression=True)
+  np.testing.assert_allclose(reg, [0.5 * 4.0 + 0.5 * (0.25 * 1.0 + 0.75 * 1.0)])
+
+
+def test_reward_variants_and_baseline():
+  gold = jnp.array([0.2, 1.0])
+  kd = jnp.array([0.5, 0.1])
+  kwargs = dict(gold_loss_after=gold, weighted_kd_after=kd,
+                heldout_before=jnp.array(0.6), heldout_after=jnp.array(0.75))
+  np.testing.assert_allclose(rl_select.instance_rewards('R1', **kwargs), [-0.2, -1.0])
+  np.testing.assert_allclose(rl_select.instance_rewards('R2', **kwargs), [-0.7, -1.1])
+  np.testing.assert_allclose(rl_select.instance_rewards('R3', **kwargs), [0.15, 0.15], rtol=1e-6)
+  used, nxt = rl_select.moving_baseline(jnp.array(0.0), jnp.array(0), jnp.array(-2.0), 0.9)
+  assert float(used) == -2.0 and float(nxt) == pytest.approx(-2.0)  # starts at the first mean
+  used, nxt = rl_select.moving_baseline(jnp.array(-2.0), jnp.array(5), jnp.array(0.0), 0.9)
+  assert float(used) == -2.0 and float(nxt) == pytest.approx(-1.8)
+  acc = rl_select.heldout_score(jnp.array([[2.0, 0.0], [0.0, 1.0], [5.0, 0.0]]),
+                                jnp.array([0, 0, 1]), jnp.array([1.0, 1.0, 0.0]), False)
+  assert float(acc) == pytest.approx(0.5)  # the padded row is ignored
+  with pytest.raises(Exception, match='reward'):
+    rl_select.RLSettings(reward='R4')
+
+
+def test_policy_features_shapes_and_values():
+  repr_ = jnp.ones((2, 3))
+  teacher = jnp.array([[[0.0, 0.0], [2.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]])
+  labels = jnp.array([0, 1])
+  f = rl_select.policy_features(repr_, teacher, labels, regression=False)
+  assert f.shape == (2, 2, rl_select.feature_size(3, 2, 2))
+  np.testing.assert_allclose(f[0, 0, 3:], [0.5, 0.5, np.log(2.0)], rtol=1e-6)
+  extra = ('student_probs', 'student_loss', 'teacher_student_kl', 'teacher_id')
+  g = rl_select.policy_features(repr_, teacher, labels, regression=False,
+                                student_out=jnp.zeros((2, 2)), extra_features=extra)
+  assert g.shape == (2, 2, rl_select.feature_size(3, 2, 2, extra))
+  np.testing.assert_allclose(g[1, :, -2:], np.eye(2))  # teacher identity
+
+
+def synthetic_task(n=256, length=8, seed=0):
+  """Label = whether token 1000 appears; teacher 0 is always right, teacher 1 is noise."""
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(2000, 3000, size=(n, length)).astype(np.int32)
+  labels = rng.integers(0, 2, size=n).astype(np.int32)
+  ids[labels == 1, rng.integers(1, length)] = 1000
+  right = np.where(np.eye(2)[labels] > 0, 4.0, -4.0)
+  noise = rng.normal(scale=4.0, size=(n, 2))
+  return {'input_ids': ids, 'token_type_ids': np.zeros_like(ids),
+          'attention_mask': np.ones_like(ids), 'labels': labels,
+          'teacher_logits': np.stack([right, noise], 1).astype(np.float32)}
+
+
+def make_rl_state(model, settings, tx, policy_tx, seed=0):
+  policy = rl_select.TeacherPolicy()
+  ids = np.zeros((1, 8), np.int32)
+  params = model.init(jax.random.PRNGKey(seed), ids, ids, np.ones_like(ids))['params']
+  state = train.init_state(params, tx)
+  state['policy'] = rl_select.init_policy_state(
+      policy, rl_select.feature_size(TINY.hidden_size, 2, 2, settings.extra_features), 2,
+      policy_tx, seed)
+  return policy, state
+
+
+def test_policy_learns_to_prefer_the_right_teacher(reward='R1'):
+  """The student is frozen (policy pre-training): the policy is rewarded for the
+  selections whose trial step lowers the gold loss, and should learn that the
+  noisy teacher hurts."""
+  from kdjax import parallel
+  arrays = synthetic_task()
+  model = BertClassifier(TINY, 2)
+  tx, policy_tx = optax.sgd(0.5), optax.adam(0.05)
+  settings = rl_select.RLSettings(reward=reward)
+  policy, state = make_rl_state(model, settings, tx, policy_tx)
+  mesh = parallel.make_mesh()
+  step = train.jit_train_step(rl_select.rl_step, mesh, model=model, tx=tx, policy=policy,
+                              policy_tx=policy_tx, rl=settings, alpha=0.0, temperature=1.0,
+                              regression=False, update_student=False)
+  batches = TrainBatches(arrays, 32, seed=0)
+  state = parallel.replicate(state, mesh)
+  first_params = jax.device_get(state['params'])
+  rng = jax.random.PRNGKey(0)
+  for i in range(150):
+    state, metrics = step(state, parallel.to_global(batches.batch_at(i), mesh), rng)
+    jax.block_until_ready(metrics)  # as run_phase does: few steps in flight on fake devices
+  host = jax.device_get(state)
+  probs = rl_select.policy_probs(host['params'], host['policy']['params'], arrays, model=model,
+                                 policy=policy, extra_features=(), regression=False)
+  probs = np.asarray(probs)
+  noise_wrong = arrays['teacher_logits'][:, 1].argmax(-1) != arrays['labels']
+  preferred, noise_when_wrong = probs[:, 0].mean(), probs[noise_wrong, 1].mean()
+  # Random logits are right half the time by chance; where they are wrong the
+  # policy must have learned to leave that teacher out.
+  assert preferred > 0.65 and preferred - noise_when_wrong > 0.3, (preferred, noise_when_wrong)
+  assert probs[:, 0].mean() > probs[:, 1].mean() + 0.15
+  # The student was frozen throughout.
+  jax.tree.map(np.testing.assert_array_equal, first_params, host['params'])
+
+
+def test_soft_selection_and_r3_steps_update_student_and_policy():
+  arrays = synthetic_task(n=64)
+  model = BertClassifier(TINY, 2)
+  tx, policy_tx = optax.adam(1e-3), optax.adam(1e-2)
+  settings = rl_select.RLSettings(selection='soft', reward='R3',
+                                  extra_features=('teacher_id',))
+  policy, state = make_rl_state(model, settings, tx, policy_tx)
+  before = jax.device_get(state)
+  batch = TrainBatches(arrays, 16, seed=0).batch_at(0)
+  held = TrainBatches(arrays, 16, seed=1).batch_at(0)
+  batch.update({f'heldout_{k}': v for k, v in held.items()})
+  step = jax.jit(lambda s, b, r: rl_select.rl_step(
+      s, b, r, model=model, tx=tx, policy=policy, policy_tx=policy_tx, rl=settings, alpha=0.5,
+      temperature=2.0, regression=False, update_student=True))
+  new, metrics = step(state, batch, jax.random.PRNGKey(1))
+  # R3 gives one reward per episode: the first is its own baseline, so no policy change yet.
+  jax.tree.map(np.testing.assert_array_equal, before['policy']['params'],
+               jax.device_get(new['policy']['params']))
+  new, metrics = step(new, batch, jax.random.PRNGKey(2))
+  assert int(new['step']) == 2 and int(new['policy']['updates']) == 2
+  changed = lambda a, b: not all(np.array_equal(x, y) for x, y in
+                                 zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert changed(before['params'], new['params'])
+  assert changed(before['policy']['params'], new['policy']['params'])
+  assert np.isfinite(float(metrics['reward'])) and -1 <= float(metrics['reward']) <= 1
+
+
+def test_checkpoint_round_trip_restores_policy(tmp_path):
+  """A train state with the policy saved mid-training and restored continues
+  exactly as the uninterrupted one."""
+  arrays = synthetic_task(n=64)
+  model = BertClassifier(TINY, 2)
+  tx, policy_tx = optax.adam(1e-3), optax.adam(1e-2)
+  settings = rl_select.RLSettings()
+  policy, state = make_rl_state(model, settings, tx, policy_tx)
+  step = jax.jit(lambda s, b, r: rl_select.rl_step(
+      s, b, r, model=model, tx=tx, policy=policy, policy_tx=policy_tx, rl=settings,
+      alpha=0.5, temperature=2.0, regression=False, update_student=True))
+  batches = TrainBatches(arrays, 16, seed=0)
+  rng = jax.random.PRNGKey(3)
+  for i in range(3):
+    state, _ = step(state, batches.batch_at(i), rng)
+  manager = checkpoint.open_manager(str(tmp_path / 'ckpt'))
+  checkpoint.save(manager, 3, state)
+  _, template = make_rl_state(model, settings, tx, policy_tx, seed=7)
+  restored = checkpoint.restore_latest(manager, template)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state), jax.device_get(restored))
+  a, _ = step(state, batches.batch_at(3), rng)
+  b, _ = step(restored, batches.batch_at(3), rng)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(a['policy']),
+               jax.device_get(b['policy']))
+
+
+def load_rl_config(arg):
+  spec = importlib.util.spec_from_file_location('rl_kd', os.path.join(REPO, 'configs',
+                                                                      'rl_kd.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
+  """configs/rl_kd.py:quick with a tiny teacher: all four stages, the record and
+  plots; a baseline run reuses the stored teacher outputs."""
+  from kdjax.methods import rlkd
+  config = load_rl_config('quick')
+  config.data.glue_dir = glue_dir
+  config.teacher.checkpoint = tiny_teacher_dir
+  config.teacher.layers = (0, 1, 0)
+  config.teacher.store_dir = str(tmp_path / 'teachers')
+  config.rl.reward = 'R3'
+  config.student.hidden_size, config.student.num_heads = 16, 2
+  config.student.intermediate_size, config.student.num_layers = 32, 1
+  result = rlkd.run(config, str(tmp_path / 'rl'))
+  assert [t['layers'] for t in result['teachers']] == [0, 1, 0]
+  assert 0.0 <= result['student']['metrics']['accuracy'] <= 1.0
+  for name in ('policy_weights.json', 'policy_weights.png', 'policy_by_difficulty.png',
+               'summary.json'):
+    assert os.path.getsize(tmp_path / 'rl' / name) > 0, name
+  with open(tmp_path / 'rl' / 'policy_weights.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  phases = {p['phase'] for p in rlkd.over_training(str(tmp_path / 'rl' / 'metrics.jsonl'), 3)}
+  assert phases == {'policy_pretrain', 'joint'}
+  store = [f for f in os.listdir(tmp_path / 'teachers' / 'rte') if f.endswith('.npz')]
+  assert len(store) == 1
+  mtime = os.path.getmtime(tmp_path / 'teachers' / 'rte' / store[0])
+  config.distill.weighting = 'single'
+  config.distill.single_teacher = 2
+  single = rlkd.run(config, str(tmp_path / 'single'))
+  assert single['variant'] == 'single teacher minilm_l6_brief' and 'policy' not in single
+  assert single['teachers'] == result['teachers']
+  assert os.path.getmtime(tmp_path / 'teachers' / 'rte' / store[0]) == mtime
+  assert 'student, single teacher' in rlkd.format_table(single)
