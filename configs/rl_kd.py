@@ -81,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.rl.reward = 'R1'              # 'R1' -gold CE | 'R2' R1 - weighted KD | 'R3' held-out acc gain
   c.rl.extra_features = ()        # any of student_probs, student_loss, teacher_student_kl, teacher_id
   c.rl.hidden_sizes = ()          # () = linear policy (the paper); e.g. (32,) for an MLP
-  c.rl.learning_rate = 1e-3       # policy Adam learning rate
+  c.rl.learning_rate = 1e-2       # policy Adam learning rate
   c.rl.baseline_decay = 0.9       # moving-average reward baseline
   c.rl.warmup_fraction = 0.3      # share of student steps in stage 2 (equal-weight warm-up)
   c.rl.pretrain_steps = 100       # stage 3: policy steps with the student frozen

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import sys
@@ -23,38 +22,7 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-
-
-def load_config(quick: bool):
-  spec = importlib.util.spec_from_file_location(
-      'glue_mtdnn_kd', os.path.join(REPO, 'configs', 'glue_mtdnn_kd.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config('quick' if quick else None)
-
-
-def apply_overrides(config, overrides: list[str]) -> None:
-  """`--config.a.b=value` pairs, parsed as Python literals where possible."""
-  import ast
-  for item in overrides:
-    key, _, raw = item[len('--config.'):].partition('=')
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      sys.exit(f'kdjax: error: unknown config key {key!r}')
-    node[leaf] = value
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+from common import HERE, apply_overrides, load_config, mean_std
 
 
 def build_table(runs: dict, teacher_summary: dict, tasks: list[str]) -> dict:
@@ -182,7 +150,7 @@ def main() -> None:
   from kdjax.summary import hardware
 
   started = time.time()
-  config = load_config(args.quick)
+  config = load_config('glue_mtdnn_kd', 'quick' if args.quick else None)
   apply_overrides(config, overrides)
   if not config.data.glue_dir:
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --config.data.glue_dir')

@@ -1,0 +1,48 @@
+"""Helpers shared by the experiment scripts: configs, overrides, statistics."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, 'results')
+
+
+def load_config(name: str, arg: str | None = None):
+  """`configs/<name>.py`'s get_config(arg)."""
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'configs',
+                                                                   f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def apply_overrides(config, overrides: list[str]) -> None:
+  """`--config.a.b=value` pairs, parsed as Python literals where possible."""
+  for item in overrides:
+    if not item.startswith('--config.') or '=' not in item:
+      sys.exit(f'kdjax: error: unknown argument {item!r}; use --config.KEY=VALUE')
+    key, _, raw = item[len('--config.'):].partition('=')
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      if p not in node:
+        sys.exit(f'kdjax: error: unknown config key {key!r}')
+      node = node[p]
+    if leaf not in node:
+      sys.exit(f'kdjax: error: unknown config key {key!r}')
+    node[leaf] = value
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (0 for a single value)."""
+  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
