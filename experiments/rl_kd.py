@@ -196,7 +196,7 @@ def write_results(name: str, record: dict) -> None:
               '|---|' + '---|' * len(t['metrics'])]
     for x in t['teachers']:
       lines.append(f"| teacher {x['name']} ({x['layers'] or 'all'} layers, "
-                   f"{x["epochs"]:g} ep) | "
+                   f"{x['epochs']:g} ep) | "
                    + ' | '.join(f"{x['metrics'][m]:.4f}" for m in t['metrics']) + ' |')
     for key, row in t['rows'].items():
       lines.append(f"| student, {variant_label(key, names)} | "
