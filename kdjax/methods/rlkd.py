@@ -418,9 +418,10 @@ def format_table(result: dict) -> str:
                  *(f"{t['metrics'][m]:.4f}" for m in metric_names)))
   rows.append((f"student, {result['variant']}",
                *(f"{result['student']['metrics'][m]:.4f}" for m in metric_names)))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
   if 'policy' in result:
-    probs = ', '.join(f"{t['name']} {p:.2f}"
-                      for t, p in zip(result['teachers'], result['policy']['final_mean_prob']))
-    rows.append(('mean policy weight', probs))
-  widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
-  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    lines.append('mean policy weight: ' + ', '.join(
+        f"{t['name']} {p:.2f}" for t, p in zip(result['teachers'],
+                                               result['policy']['final_mean_prob'])))
+  return '\n'.join(lines)

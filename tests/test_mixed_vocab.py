@@ -1,0 +1,161 @@
+"""Mixed-vocabulary distillation: the student vocabulary, mixed segmentation
+(text preserved, p_SV respected, static shapes, MLM masks), the dual-softmax and
+shared-projection losses against hand-computed values."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kdjax.data import sources, vocab
+from kdjax.methods import mixed_vocab as mv
+
+
+@pytest.fixture(scope='module')
+def sentences(glue_dir):
+  return sources.load_glue_dir('sst2', glue_dir)['train'].texts_a[:3000]
+
+
+@pytest.fixture(scope='module')
+def tokenizers(sentences, tmp_path_factory, minilm_dir):
+  from transformers import AutoTokenizer
+  path = vocab.train_wordpiece(sentences, 800, str(tmp_path_factory.mktemp('v') / 'vocab'))
+  return AutoTokenizer.from_pretrained(minilm_dir), AutoTokenizer.from_pretrained(path)
+
+
+def test_student_vocabulary_is_a_standard_bert_vocab(tokenizers, sentences):
+  teacher, student = tokenizers
+  assert 700 <= len(student) <= 800
+  assert student.convert_ids_to_tokens([0, 1, 2, 3, 4]) == list(vocab.SPECIAL_TOKENS)
+  words = student.tokenize(sentences[0])
+  assert words and all(isinstance(w, str) for w in words)
+  # Smaller vocabulary, longer segmentations of the same text.
+  assert len(student.tokenize(' '.join(sentences[:50]))) > len(
+      teacher.tokenize(' '.join(sentences[:50])))
+
+
+def decode_words(ids, vocab_ids, attention, tok_t, tok_s):
+  """Words of a mixed sequence, each piece read in its own vocabulary."""
+  words = []
+  last = int(attention.sum()) - 1  # [SEP]
+  for pos in range(1, last):
+    tok = (tok_s if vocab_ids[pos] else tok_t).convert_ids_to_tokens(int(ids[pos]))
+    if tok.startswith('##'):
+      words[-1] += tok[2:]
+    else:
+      words.append(tok)
+  return words
+
+
+def segment(tokenizers, texts, p, seed=0, max_length=48, mask_prob=0.15):
+  tok_t, tok_s = tokenizers
+  seg = vocab.segment_words(tok_t, tok_s, texts, max_words=40, max_pieces=64)
+  fn = jax.jit(lambda rng, s, p: mv.mixed_segmentation(
+      rng, s, p, max_length=max_length, max_predictions=8, mask_prob=mask_prob,
+      teacher=mv.VocabIds.of(tok_t), student=mv.VocabIds.of(tok_s)))
+  return seg, fn, jax.device_get(fn(jax.random.PRNGKey(seed), seg, p))
+
+
+@pytest.mark.parametrize('p', [0.0, 0.5, 1.0])
+def test_mixed_ids_decode_to_the_same_text(tokenizers, sentences, p):
+  tok_t, tok_s = tokenizers
+  texts = sentences[:64]
+  _, _, out = segment(tokenizers, texts, p)
+  words = vocab.split_words(tok_t, texts)
+  for i in range(len(texts)):
+    got = decode_words(out['original_ids'][i], out['vocab_ids'][i],
+                       out['attention_mask'][i], tok_t, tok_s)
+    assert got == words[i][:len(got)] and len(got) >= min(len(words[i]), 10), (got, words[i])
+    sep = int(out['attention_mask'][i].sum()) - 1
+    ends = {int(out['original_ids'][i][0]), int(out['original_ids'][i][sep])}
+    assert ends <= {tok_t.cls_token_id, tok_s.cls_token_id, tok_t.sep_token_id,
+                    tok_s.sep_token_id}
+  if p == 0.0:
+    assert out['vocab_ids'].sum() == 0
+  if p == 1.0:
+    assert np.all(out['vocab_ids'][out['attention_mask'] > 0] == 1)
+
+
+def test_student_share_follows_p_and_shapes_are_static(tokenizers, sentences):
+  seg, fn, _ = segment(tokenizers, sentences[:256], 0.0)
+  shares = []
+  for p in (0.2, 0.5, 0.8):
+    out = jax.device_get(fn(jax.random.PRNGKey(1), seg, p))
+    used = np.cumsum(seg['teacher_length'] > 0, axis=1) > 0  # any real word
+    fitted = out['student_words'] | ((seg['teacher_length'] > 0) & ~out['student_words'])
+    share = out['student_words'].sum() / max(1, (fitted & used).sum())
+    shares.append(share)
+    assert abs(share - p) < 0.04, (p, share)
+    assert out['input_ids'].shape == (256, 48) and out['mlm_positions'].shape == (256, 8)
+  # Another batch of other texts compiles nothing new: the shapes are fixed.
+  other = vocab.segment_words(*tokenizers, sentences[256:300], max_words=40, max_pieces=64)
+  before = fn._cache_size()
+  padded = {k: np.take(v, np.arange(256) % len(v), axis=0) for k, v in other.items()}
+  fn(jax.random.PRNGKey(2), padded, 0.3)
+  assert fn._cache_size() == before
+
+
+def test_mlm_masks_and_targets(tokenizers, sentences):
+  tok_t, tok_s = tokenizers
+  seg, fn, out = segment(tokenizers, sentences[:256], 0.5, mask_prob=0.15)
+  w = out['mlm_weights'] > 0
+  rows = np.arange(256)[:, None].repeat(8, 1)
+  pos = out['mlm_positions']
+  # Targets are the unmasked ids, in the vocabulary of their position.
+  np.testing.assert_array_equal(out['mlm_targets'][w], out['original_ids'][rows, pos][w])
+  np.testing.assert_array_equal(out['mlm_vocab'][w], out['vocab_ids'][rows, pos][w])
+  sep = out['attention_mask'].sum(1, keepdims=True) - 1
+  assert np.all((pos[w] >= 1) & (pos[w] < np.broadcast_to(sep, pos.shape)[w]))  # never specials
+  # Roughly 15 % of the word pieces are chosen (capped at 8 per sequence).
+  pieces = (sep[:, 0] - 1).sum()
+  assert 0.10 < w.sum() / pieces < 0.16
+  masked_input = out['input_ids'][rows, pos][w]
+  mask_ids = np.where(out['mlm_vocab'][w] == 1, tok_s.mask_token_id, tok_t.mask_token_id)
+  assert 0.7 < np.mean(masked_input == mask_ids) < 0.9
+  # Unchosen positions are untouched.
+  chosen = np.zeros_like(out['input_ids'], bool)
+  chosen[rows[w], pos[w]] = True
+  np.testing.assert_array_equal(out['input_ids'][~chosen], out['original_ids'][~chosen])
+
+
+def log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_dual_mlm_loss_against_hand_computed_values():
+  rng = np.random.default_rng(0)
+  t_logits = rng.normal(size=(2, 3, 7)).astype(np.float32)
+  s_logits = rng.normal(size=(2, 3, 4)).astype(np.float32)
+  targets = np.array([[5, 2, 0], [3, 6, 1]])
+  target_vocab = np.array([[0, 1, 0], [1, 0, 1]])
+  weights = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
+  got = mv.dual_mlm_loss(t_logits, s_logits, targets, target_vocab, weights)
+  lt, ls = log_softmax(t_logits), log_softmax(s_logits)
+  row0 = -(lt[0, 0, 5] + ls[0, 1, 2]) / 2
+  row1 = -(ls[1, 0, 3] + lt[1, 1, 6] + ls[1, 2, 1]) / 3
+  np.testing.assert_allclose(got, [row0, row1], rtol=1e-5)
+  np.testing.assert_allclose(mv.mlm_loss(s_logits, np.array([[1, 2, 3], [0, 0, 0]]), weights),
+                             [-(ls[0, 0, 1] + ls[0, 1, 2]) / 2, -ls[1, :, 0].mean()], rtol=1e-5)
+
+
+def test_shared_projection_loss_against_hand_computed_values():
+  rng = np.random.default_rng(1)
+  teacher = [rng.normal(size=(2, 3, 4)).astype(np.float32) for _ in range(4)]  # emb + 3 layers
+  student = [rng.normal(size=(2, 3, 2)).astype(np.float32) for _ in range(3)]  # emb + 2 layers
+  down = rng.normal(size=(4, 2)).astype(np.float32)
+  mask = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
+  got = mv.shared_projection_loss(teacher, student, down, (1, 3), mask, 'down')
+  expected = np.zeros(2)
+  for l, m in ((1, 1), (2, 3)):
+    mse = ((teacher[m] @ down - student[l]) ** 2).mean(-1)
+    expected += (mse * mask).sum(1) / mask.sum(1)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  up = rng.normal(size=(2, 4)).astype(np.float32)
+  got_up = mv.shared_projection_loss(teacher, student, up, (1, 3), mask, 'up')
+  mse = [((student[l] @ up - teacher[m]) ** 2).mean(-1) for l, m in ((1, 1), (2, 3))]
+  np.testing.assert_allclose(got_up, sum((x * mask).sum(1) / mask.sum(1) for x in mse),
+                             rtol=1e-5)
+  with pytest.raises(Exception, match='layer map'):
+    mv.shared_projection_loss(teacher, student, down, (1,), mask)
