@@ -102,6 +102,20 @@ def jit_train_step(step_fn: Callable, mesh: Mesh, **static) -> Callable:
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
+def jit_train_step_frozen(step_fn: Callable, mesh: Mesh, frozen, **static) -> Callable:
+  """`jit_train_step` for `step_fn(state, frozen, batch, rng)`.
+
+  `frozen` (a teacher's params) is passed as a replicated argument at every
+  call, so it is neither baked into the program as a constant, nor donated,
+  nor checkpointed with the state.
+  """
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  jitted = jax.jit(functools.partial(step_fn, **static), in_shardings=(rep, rep, data, rep),
+                   out_shardings=(rep, rep), donate_argnums=(0,))
+  frozen = parallel.replicate(frozen, mesh)
+  return lambda state, batch, rng: jitted(state, frozen, batch, rng)
+
+
 def jit_predict(model: nn.Module, mesh: Mesh, predict_fn: Callable = predict_logits
                 ) -> Callable:
   """Jits `predict_fn(params, batch, *, model)`: params replicated, batch split on `data`."""
@@ -198,8 +212,9 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
       checkpoint.save(manager, step + 1, state)
       last_saved = step + 1
     if done or (step + 1) % phase.eval_every == 0:
-      log.write(phase.name, step + 1, {f'dev_{k}': v for k, v in
-                                       phase.eval_fn(state['params']).items()})
+      dev = phase.eval_fn(state['params'])
+      if dev:  # phases without a dev metric (MLM pre-training) return {}
+        log.write(phase.name, step + 1, {f'dev_{k}': v for k, v in dev.items()})
   if pending is not None:
     flush(pending)
   bar.close()
@@ -209,19 +224,21 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
 
 def fit(name: str, phase_id: int, params, step_fn: Callable, batches, total_steps: int,
         section, config, mesh: Mesh, checkpoint_dir: str, log: MetricsLog,
-        eval_fn: Callable, seed: int | None = None, **step_static) -> Any:
+        eval_fn: Callable, seed: int | None = None, frozen=None, **step_static) -> Any:
   """Trains `params` with `step_fn` for one resumable phase; returns the final params.
 
   `section` holds the phase's optimiser settings (learning_rate,
   warmup_fraction, weight_decay, batch_size); `config` the run-wide eval,
-  checkpoint and logging cadence and (unless `seed` is given) the seed.
+  checkpoint and logging cadence and (unless `seed` is given) the seed. With
+  `frozen` (a teacher's params) the step is `step_fn(state, frozen, batch, rng)`.
   """
   parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
   schedule = Schedule(section.learning_rate, total_steps,
                       int(section.warmup_fraction * total_steps), section.weight_decay)
   tx = make_optimizer(schedule)
   state = parallel.replicate(init_state(params, tx), mesh)
-  jitted = jit_train_step(step_fn, mesh, tx=tx, **step_static)
+  jitted = (jit_train_step(step_fn, mesh, tx=tx, **step_static) if frozen is None else
+            jit_train_step_frozen(step_fn, mesh, frozen, tx=tx, **step_static))
   phase = Phase(name, jitted, batches, total_steps, checkpoint_dir, eval_fn,
                 config.eval_every, config.checkpoint_every, config.log_every,
                 config.keep_checkpoints)

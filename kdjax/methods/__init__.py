@@ -5,7 +5,7 @@ import importlib
 from kdjax.errors import KdjaxError
 
 METHODS = {'kd': 'kdjax.methods.kd', 'mtdnn_kd': 'kdjax.methods.mtdnn',
-           'rl_kd': 'kdjax.methods.rlkd'}
+           'rl_kd': 'kdjax.methods.rlkd', 'mixed_vocab': 'kdjax.methods.mixed_kd'}
 
 
 def get_method(name: str):

@@ -27,6 +27,34 @@ from kdjax.summary import format_table  # noqa: F401  (this method's table)
 _TEACHER_PHASE, _STUDENT_PHASE = 1, 2
 
 
+def task_teacher(config, workdir: str, ckpt, spec, train_arrays: dict, data_key: str, mesh,
+                 log: MetricsLog, eval_fn_for):
+  """The teacher fine-tuned on the task (a resumable phase) and its logits on
+  `train_arrays`, cached under a key of weights, data and length.
+
+  Returns (model, replicated params, jitted predict, logits [N, C]).
+  """
+  # With teacher.store_dir, runs that share it share the teacher (and its cache).
+  store = config.teacher.get('store_dir', '')
+  root = os.path.join(store, spec.name) if store else workdir
+  t_model, t_params = teachers.build_teacher(ckpt, spec, config.seed)
+  t_predict = train.jit_predict(t_model, mesh)
+  if config.teacher.epochs > 0:
+    t_params = train.fit_classifier(
+        'teacher', _TEACHER_PHASE, t_model, t_params, train_arrays, spec, config.teacher,
+        config, mesh, os.path.join(root, 'checkpoints', 'teacher'), log,
+        eval_fn_for(t_predict), alpha=1.0, temperature=1.0, seed=config.seed)
+  t_params = parallel.replicate(t_params, mesh)
+  cache_key = '-'.join((teachers.params_digest(t_params), data_key,
+                        str(config.data.max_length)))
+  inputs = {k: train_arrays[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')}
+  teacher_logits = teachers.cached_outputs(
+      os.path.join(root, 'cache'), cache_key,
+      lambda: train.predict_all(t_predict, t_params, inputs, config.eval_batch_size, mesh,
+                                desc='teacher outputs'))
+  return t_model, t_params, t_predict, teacher_logits
+
+
 def run(config, workdir: str) -> dict:
   """Runs all phases; returns (and writes to workdir/summary.json) the summary."""
   started = time.time()
@@ -56,23 +84,10 @@ def run(config, workdir: str) -> dict:
                                          encoded[dev_split]['labels'], spec,
                                          config.eval_batch_size, mesh)
 
-  # 1. Teacher.
-  t_model, t_params = teachers.build_teacher(ckpt, spec, config.seed)
-  t_predict = train.jit_predict(t_model, mesh)
-  if config.teacher.epochs > 0:
-    t_params = train.fit_classifier(
-        'teacher', _TEACHER_PHASE, t_model, t_params, encoded['train'], spec, config.teacher,
-        config, mesh, os.path.join(workdir, 'checkpoints', 'teacher'), log,
-        eval_fn_for(t_predict), alpha=1.0, temperature=1.0, seed=config.seed)
-  t_params = parallel.replicate(t_params, mesh)
-
-  # 2. Teacher outputs over the training set, computed once.
-  cache_key = '-'.join((teachers.params_digest(t_params), fingerprint(splits['train']),
-                        str(max_length)))
-  teacher_logits = teachers.cached_outputs(
-      os.path.join(workdir, 'cache'), cache_key,
-      lambda: train.predict_all(t_predict, t_params, inputs_of('train'),
-                                config.eval_batch_size, mesh, desc='teacher outputs'))
+  # 1-2. Teacher, and its outputs over the training set (computed once).
+  t_model, t_params, t_predict, teacher_logits = task_teacher(
+      config, workdir, ckpt, spec, encoded['train'], fingerprint(splits['train']), mesh, log,
+      eval_fn_for)
 
   # 3. Student.
   s_config = students.student_config(ckpt.config, config.student)
@@ -93,39 +108,48 @@ def run(config, workdir: str) -> dict:
   for role, model_cfg, model_params, predict in (
       ('teacher', ckpt.config, t_params, t_predict),
       ('student', s_config, s_params, s_predict)):
-    metrics = train.evaluate(predict, model_params, inputs_of(final_split),
-                             encoded[final_split]['labels'], spec,
-                             config.eval_batch_size, mesh)
-    host_params = jax.device_get(model_params)
-    export_dir = os.path.join(workdir, 'export', role)
-    if jax.process_index() == 0:
-      export_hf_checkpoint(export_dir, model_cfg, host_params['bert'],
-                           host_params['classifier'], spec.label_names, teacher_dir)
-    result[role] = {
-        'metrics': metrics, 'params': count_params(host_params),
-        'disk_bytes': summary.file_size(os.path.join(export_dir, 'model.safetensors')),
-        'examples_per_s': summary.inference_speed(predict, model_params,
-                                                  inputs_of(final_split),
-                                                  config.eval_batch_size, mesh,
-                                                  config.speed_repeats),
-        'export_dir': export_dir,
-        'architecture': {'layers': model_cfg.num_layers, 'hidden': model_cfg.hidden_size,
-                         'heads': model_cfg.num_heads,
-                         'intermediate': model_cfg.intermediate_size},
-    }
-    log.write(f'{role}_final', 0, {f'{final_split}_{k}': v for k, v in metrics.items()})
-  primary = spec.metrics[0]
-  t, s = result['teacher'], result['student']
-  result['comparison'] = {
-      'primary_metric': primary,
-      'kept_fraction': s['metrics'][primary] / t['metrics'][primary]
-      if t['metrics'][primary] else float('nan'),
-      'param_ratio': t['params'] / s['params'],
-      'disk_ratio': t['disk_bytes'] / max(s['disk_bytes'], 1),
-      'speedup': s['examples_per_s'] / t['examples_per_s'],
-  }
+    result[role] = describe_model(role, model_cfg, model_params, predict,
+                                  inputs_of(final_split), encoded[final_split]['labels'],
+                                  spec, os.path.join(workdir, 'export', role), teacher_dir,
+                                  config, mesh)
+    log.write(f'{role}_final', 0,
+              {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
+  result['comparison'] = compare(result['teacher'], result['student'], spec.metrics[0])
   result['wall_seconds'] = time.time() - started
   log.close()
   if jax.process_index() == 0:
     summary.write_json(os.path.join(workdir, 'summary.json'), result)
   return result
+
+
+def describe_model(role: str, model_cfg, params, predict, inputs: dict, labels, spec,
+                   export_dir: str, tokenizer_dir: str, config, mesh) -> dict:
+  """Metrics, size, speed and HF export of one classifier (teacher or student)."""
+  metrics = train.evaluate(predict, params, inputs, labels, spec, config.eval_batch_size, mesh)
+  host_params = jax.device_get(params)
+  if jax.process_index() == 0:
+    export_hf_checkpoint(export_dir, model_cfg, host_params['bert'], host_params['classifier'],
+                         spec.label_names, tokenizer_dir)
+  return {
+      'metrics': metrics, 'params': count_params(host_params),
+      'disk_bytes': summary.file_size(os.path.join(export_dir, 'model.safetensors')),
+      'examples_per_s': summary.inference_speed(predict, params, inputs,
+                                                config.eval_batch_size, mesh,
+                                                config.speed_repeats),
+      'export_dir': export_dir,
+      'architecture': {'layers': model_cfg.num_layers, 'hidden': model_cfg.hidden_size,
+                       'heads': model_cfg.num_heads, 'intermediate': model_cfg.intermediate_size,
+                       'vocab': model_cfg.vocab_size},
+  }
+
+
+def compare(teacher: dict, student: dict, primary: str) -> dict:
+  """Kept metric fraction and size / speed ratios of a student against its teacher."""
+  return {
+      'primary_metric': primary,
+      'kept_fraction': student['metrics'][primary] / teacher['metrics'][primary]
+      if teacher['metrics'][primary] else float('nan'),
+      'param_ratio': teacher['params'] / student['params'],
+      'disk_ratio': teacher['disk_bytes'] / max(student['disk_bytes'], 1),
+      'speedup': student['examples_per_s'] / teacher['examples_per_s'],
+  }

@@ -17,8 +17,11 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
+from kdjax import train
 from kdjax.errors import KdjaxError
+from kdjax.losses import weighted_mean
 
 TEACHER_VOCAB, STUDENT_VOCAB = 0, 1
 PROJECTIONS = ('down', 'up')
@@ -183,3 +186,94 @@ def shared_projection_loss(teacher_hidden: Sequence[jax.Array],
     diff = (h_t @ projection - h_s) if direction == 'down' else (h_s @ projection - h_t)
     total = total + _mean_over_positions(jnp.mean(jnp.square(diff), axis=-1), mask)
   return total
+
+
+# ------------------------------------------------------------------ train steps
+
+@dataclasses.dataclass(frozen=True)
+class Segmentation:
+  """Static settings of `mixed_segmentation` for a run."""
+  max_length: int
+  max_predictions: int
+  mask_prob: float
+  teacher: VocabIds
+  student: VocabIds
+
+  def __call__(self, rng, segments, p_student):
+    return mixed_segmentation(rng, segments, p_student, max_length=self.max_length,
+                              max_predictions=self.max_predictions,
+                              mask_prob=self.mask_prob, teacher=self.teacher,
+                              student=self.student)
+
+
+def _sequence_weights(batch, mixed):
+  """Padded rows and sequences without a masked position carry no loss."""
+  return batch['weights'] * (jnp.sum(mixed['mlm_weights'], axis=1) > 0)
+
+
+def dual_mlm_step(state, batch, rng, *, model, tx, segmentation: Segmentation,
+                  p_final: float, ramp_fraction: float, ramp_over: int):
+  """Stage I: one step of dual-vocabulary MLM on freshly mixed text.
+
+  batch: the per-word pieces of `segment_words` (+ weights); p_SV follows
+  `p_student_at(step)`. Teacher encoder, student embeddings, up-projection and
+  both MLM heads are trained together.
+  """
+  rng = jax.random.fold_in(rng, state['step'])
+  seg_rng, dropout_rng = jax.random.split(rng)
+  p = p_student_at(state['step'], ramp_over, p_final, ramp_fraction)
+  mixed = segmentation(seg_rng, batch, p)
+  weights = _sequence_weights(batch, mixed)
+
+  def loss_fn(params):
+    out = model.apply({'params': params}, mixed['input_ids'], mixed['vocab_ids'],
+                      mixed['token_type_ids'], mixed['attention_mask'],
+                      mixed['mlm_positions'], deterministic=False,
+                      rngs={'dropout': dropout_rng})
+    per_sequence = dual_mlm_loss(out['teacher_logits'], out['student_logits'],
+                                 mixed['mlm_targets'], mixed['mlm_vocab'],
+                                 mixed['mlm_weights'])
+    return weighted_mean(per_sequence, weights)
+
+  state, metrics = train.apply_gradients(state, loss_fn, tx)
+  words = mixed['student_words'].sum()
+  metrics.update(p_student=p, student_token_share=weighted_mean(
+      jnp.sum(mixed['vocab_ids'] * mixed['attention_mask'], 1)
+      / jnp.maximum(jnp.sum(mixed['attention_mask'], 1), 1), batch['weights']),
+                 student_words=words)
+  return state, metrics
+
+
+def student_distill_step(state, teacher_params, batch, rng, *, model, teacher, tx,
+                         segmentation: Segmentation, layer_map: tuple[int, ...],
+                         hidden_weight: float, projection: str):
+  """Stage II: student MLM + shared-projection hidden-state MSE to the Stage-I teacher.
+
+  Teacher and student read the same text, written entirely in the student
+  vocabulary, so their positions line up token by token.
+  """
+  rng = jax.random.fold_in(rng, state['step'])
+  seg_rng, dropout_rng = jax.random.split(rng)
+  mixed = segmentation(seg_rng, batch, 1.0)
+  weights = _sequence_weights(batch, mixed)
+  teacher_hidden = jax.lax.stop_gradient(teacher.apply(
+      {'params': teacher_params}, mixed['input_ids'], mixed['vocab_ids'],
+      mixed['token_type_ids'], mixed['attention_mask'],
+      output_hidden_states=True)['hidden_states'])
+
+  def loss_fn(params):
+    out = model.apply({'params': params}, mixed['input_ids'], mixed['token_type_ids'],
+                      mixed['attention_mask'], mixed['mlm_positions'], deterministic=False,
+                      rngs={'dropout': dropout_rng})
+    mlm = mlm_loss(out['mlm_logits'], mixed['mlm_targets'], mixed['mlm_weights'])
+    hidden = shared_projection_loss(teacher_hidden, out['hidden_states'], out['projection'],
+                                    layer_map, mixed['attention_mask'], projection)
+    return weighted_mean(mlm + hidden_weight * hidden, weights), (mlm, hidden)
+
+  (loss, (mlm, hidden)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+  updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+  new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
+               'opt_state': opt_state}
+  return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads),
+                     'mlm_loss': weighted_mean(mlm, weights),
+                     'hidden_loss': weighted_mean(hidden, weights)}

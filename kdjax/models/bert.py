@@ -79,12 +79,15 @@ class Embeddings(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, input_ids, token_type_ids, deterministic: bool):
+  def __call__(self, input_ids, token_type_ids, deterministic: bool, word_override=None):
     cfg = self.config
     init = nn.initializers.normal(stddev=cfg.initializer_range)
     seq_len = input_ids.shape[1]
     words = nn.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=init,
                      name='word_embeddings')(input_ids)
+    if word_override is not None:  # (vectors [B, L, H], use [B, L]): other word vectors
+      vectors, use = word_override
+      words = jnp.where(use[..., None], vectors.astype(words.dtype), words)
     positions = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size,
                          embedding_init=init, name='position_embeddings')(
                              jnp.arange(seq_len)[None, :])
@@ -142,6 +145,8 @@ class BertEncoder(nn.Module):
   Returns a dict with `last_hidden_state` [B, L, H] and `pooled` [B, H]; with
   `output_hidden_states`, `hidden_states` (num_layers + 1 arrays, embeddings
   first); with `output_attentions`, `attentions` (num_layers arrays [B, h, L, L]).
+  `word_override=(vectors [B, L, H], use [B, L])` replaces the word embedding
+  where `use` is true (mixed-vocabulary input).
   """
   config: BertConfig
   dtype: Any = jnp.float32
@@ -149,9 +154,10 @@ class BertEncoder(nn.Module):
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, *,
                deterministic: bool = True, output_hidden_states: bool = False,
-               output_attentions: bool = False):
+               output_attentions: bool = False, word_override=None):
     cfg = self.config
-    x = Embeddings(cfg, self.dtype, name='embeddings')(input_ids, token_type_ids, deterministic)
+    x = Embeddings(cfg, self.dtype, name='embeddings')(input_ids, token_type_ids, deterministic,
+                                                       word_override)
     mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
                           jnp.finfo(jnp.float32).min).astype(jnp.float32)
     hidden_states, attentions = [x], []

@@ -1,0 +1,249 @@
+"""Mixed-vocabulary distillation end to end: a student of a few megabytes with
+its own small vocabulary.
+
+  0. a WordPiece vocabulary of `mixed.vocab_size` tokens trained on the corpus;
+  I. dual-vocabulary MLM of the teacher (from its pretrained weights) with the
+     student embedding table and its up-projection, p_SV ramped up;
+  II. the student (student vocabulary, small width) learns MLM plus layer-wise
+     hidden-state MSE to the Stage-I teacher through one projection shared by
+     all layers (in the student's parameter tree), starting from the Stage-I
+     student embeddings;
+  III. task fine-tuning of the student, with KD from the fine-tuned teacher
+     when `distill.alpha < 1`; metrics, size, speed, HF export with the
+     student's own vocabulary.
+`mixed.pretrain=False` skips I and II: the same student trained on the task
+alone (with `distill.alpha=1`, no distillation at all), the baseline.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+
+from kdjax import parallel, students, summary, teachers, train
+from kdjax.data import sources, vocab
+from kdjax.data.batching import TrainBatches
+from kdjax.data.tokenize import encode, load_tokenizer
+from kdjax.errors import KdjaxError
+from kdjax.methods import kd, mixed_vocab
+from kdjax.models.bert import BertConfig, init_params
+from kdjax.models.heads import BertClassifier
+from kdjax.models.mixed import DualVocabBert, MlmStudent
+from kdjax.observe import MetricsLog
+
+_STAGE1, _STAGE2, _STAGE3 = 11, 12, 13
+
+
+# ------------------------------------------------------------------ corpus
+
+def corpus_texts(mixed, data, task_train) -> list[str]:
+  """The unlabelled text of `mixed.corpus`: 'task' (the task's training texts),
+  'bbc' (BBC News paragraphs), 'glue' (every GLUE training sentence in
+  `data.glue_dir`) or 'files' (`mixed.corpus_files`, one passage per line);
+  a seeded subsample of at most `mixed.max_corpus_texts`."""
+  if mixed.corpus == 'task':
+    texts = list(task_train.texts_a) + list(task_train.texts_b or [])
+  elif mixed.corpus == 'bbc':
+    articles = sources.load_bbc(sources.bbc_root(), 0, 0.0, 0.0)['train'].texts_a
+    texts = [line for a in articles for line in a.split('\n')]
+  elif mixed.corpus == 'glue':
+    texts = []
+    for task in ('cola', 'sst2', 'mrpc', 'stsb', 'rte', 'wnli'):
+      ex = sources.load_glue_dir(task, data.glue_dir)['train']
+      texts += list(ex.texts_a) + list(ex.texts_b or [])
+  elif mixed.corpus == 'files':
+    if not mixed.corpus_files:
+      raise KdjaxError('mixed.corpus=files needs mixed.corpus_files')
+    texts = []
+    for path in mixed.corpus_files:
+      try:
+        with open(path, encoding='utf-8') as f:
+          texts += f.read().split('\n')
+      except (OSError, UnicodeDecodeError) as e:
+        raise KdjaxError(f'corpus file {path}: {e}') from None
+  else:
+    raise KdjaxError(f"unknown mixed.corpus {mixed.corpus!r}; use 'task', 'bbc', 'glue' "
+                     "or 'files'")
+  texts = [t.strip() for t in texts if len(t.split()) >= 3]
+  if not texts:
+    raise KdjaxError(f'the {mixed.corpus!r} corpus has no text of at least 3 words')
+  if mixed.max_corpus_texts and len(texts) > mixed.max_corpus_texts:
+    keep = np.random.default_rng(0).permutation(len(texts))[:mixed.max_corpus_texts]
+    texts = [texts[i] for i in np.sort(keep)]
+  return texts
+
+
+def student_vocabulary(config, corpus: list[str], workdir: str):
+  """(directory, tokenizer) of the student vocabulary, trained once per workdir."""
+  path = config.mixed.vocab_dir or os.path.join(workdir, 'student_vocab')
+  if not os.path.exists(os.path.join(path, 'vocab.txt')):
+    if config.mixed.vocab_dir:
+      raise KdjaxError(f'mixed.vocab_dir {path} has no vocab.txt')
+    vocab.train_wordpiece(corpus, config.mixed.vocab_size, path)
+  return path, load_tokenizer(path)
+
+
+def student_bert_config(config, vocab_size: int) -> BertConfig:
+  s = config.student
+  try:
+    return BertConfig(vocab_size=vocab_size, hidden_size=s.hidden_size,
+                      num_layers=s.num_layers, num_heads=s.num_heads,
+                      intermediate_size=s.intermediate_size,
+                      max_position_embeddings=s.max_positions)
+  except ValueError as e:
+    raise KdjaxError(f'student config: {e}') from None
+
+
+# ------------------------------------------------------------------ stages I and II
+
+def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str],
+                     s_config: BertConfig, mesh, log: MetricsLog):
+  """Stages I and II; returns the student encoder params (student vocabulary)."""
+  m = config.mixed
+  length = config.data.max_length
+  segments = vocab.segment_words(tok_t, tok_s, corpus, max_words=length, max_pieces=length)
+  segmentation = mixed_vocab.Segmentation(length, m.max_predictions, m.mask_prob,
+                                          mixed_vocab.VocabIds.of(tok_t),
+                                          mixed_vocab.VocabIds.of(tok_s))
+  no_eval = lambda params: {}
+
+  def batches(section, phase_id):
+    return TrainBatches(segments, section.batch_size, seed=config.seed + phase_id,
+                        process_index=jax.process_index(), process_count=jax.process_count())
+
+  # Stage I: the teacher learns to read the student vocabulary.
+  dual = DualVocabBert(ckpt.config, len(tok_s), s_config.hidden_size)
+  ids = np.zeros((1, 8), np.int32)
+  dual_params = jax.device_get(dual.init(jax.random.PRNGKey(config.seed), ids, ids, ids,
+                                         np.ones_like(ids), ids[:, :2])['params'])
+  dual_params['bert'] = ckpt.encoder_params
+  s1 = config.stage1
+  dual_params = train.fit('stage1_dual_mlm', _STAGE1, dual_params, mixed_vocab.dual_mlm_step,
+                          batches(s1, _STAGE1), s1.steps, s1, config, mesh,
+                          os.path.join(workdir, 'checkpoints', 'stage1'), log, no_eval,
+                          model=dual, segmentation=segmentation, p_final=s1.p_student,
+                          ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
+
+  # Stage II: the student learns from the Stage-I teacher on student-vocabulary text.
+  s2 = config.stage2
+  student = MlmStudent(s_config, ckpt.config.hidden_size, s2.projection)
+  s_params = jax.device_get(student.init(jax.random.PRNGKey(config.seed + 1), ids, ids,
+                                         np.ones_like(ids), ids[:, :2])['params'])
+  s_params['bert']['embeddings']['word_embeddings']['embedding'] = np.asarray(
+      jax.device_get(dual_params['student_embeddings']))
+  layer_map = tuple(s2.layer_map) or students.default_layer_map(s_config.num_layers,
+                                                                ckpt.config.num_layers)
+  if len(layer_map) != s_config.num_layers or not all(
+      0 <= t < ckpt.config.num_layers for t in layer_map):
+    raise KdjaxError(f'stage2.layer_map {layer_map} must name {s_config.num_layers} teacher '
+                     f'layers in [0, {ckpt.config.num_layers})')
+  s_params = train.fit('stage2_student', _STAGE2, s_params, mixed_vocab.student_distill_step,
+                       batches(s2, _STAGE2), s2.steps, s2, config, mesh,
+                       os.path.join(workdir, 'checkpoints', 'stage2'), log, no_eval,
+                       frozen=dual_params, model=student, teacher=dual,
+                       segmentation=segmentation,
+                       layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
+                       hidden_weight=s2.hidden_weight, projection=s2.projection)
+  return jax.device_get(s_params)['bert']
+
+
+# ------------------------------------------------------------------ run
+
+def run(config, workdir: str) -> dict:
+  """All stages; returns (and writes to workdir/summary.json) the summary."""
+  started = time.time()
+  train.ensure_writable(workdir)
+  length = config.data.max_length
+  teacher_dir, ckpt, tok_t = teachers.open_teacher(config.teacher.checkpoint, length,
+                                                   config.seed)
+  spec, splits = sources.load_task(config.data)
+  dev_split, final_split = (sources.during_training_eval_split(splits),
+                            sources.final_eval_split(splits))
+  for name in set((dev_split, final_split)):
+    splits[name] = sources.subsample(splits[name], config.data.max_eval_examples,
+                                     config.data.split_seed)
+  corpus = corpus_texts(config.mixed, config.data, splits['train'])
+  vocab_dir, tok_s = student_vocabulary(config, corpus, workdir)
+  s_config = student_bert_config(config, len(tok_s))
+  if length > s_config.max_position_embeddings:
+    raise KdjaxError(f'data.max_length {length} exceeds student.max_positions '
+                     f'{s_config.max_position_embeddings}')
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  log = MetricsLog(workdir)
+  if jax.process_index() == 0:
+    summary.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+
+  def encoded_with(tokenizer):
+    return {name: {**encode(tokenizer, ex, length), 'labels': ex.labels}
+            for name, ex in splits.items()}
+
+  encoded_t, encoded_s = encoded_with(tok_t), encoded_with(tok_s)
+  inputs = lambda arrays: {k: arrays[k] for k in ('input_ids', 'token_type_ids',
+                                                  'attention_mask')}
+
+  def eval_fn_for(encoded):
+    return lambda predict: (lambda params: train.evaluate(
+        predict, params, inputs(encoded[dev_split]), encoded[dev_split]['labels'], spec,
+        config.eval_batch_size, mesh))
+
+  # The task teacher (its own vocabulary): metrics to compare with, and KD targets.
+  _, t_params, t_predict, teacher_logits = kd.task_teacher(
+      config, workdir, ckpt, spec, encoded_t['train'], sources.fingerprint(splits['train']),
+      mesh, log, eval_fn_for(encoded_t))
+
+  s_model = BertClassifier(s_config, spec.num_outputs)
+  s_params = jax.tree.map(np.asarray, init_params(s_model, jax.random.PRNGKey(config.seed)))
+  if config.mixed.pretrain:
+    s_params['bert'] = pretrain_student(config, workdir, ckpt, tok_t, tok_s, corpus,
+                                        s_config, mesh, log)
+  s_predict = train.jit_predict(s_model, mesh)
+  arrays = dict(encoded_s['train'])
+  if config.distill.alpha < 1.0:
+    arrays['teacher_logits'] = teacher_logits
+  s_params = train.fit_classifier(
+      'student', _STAGE3, s_model, s_params, arrays, spec, config.distill, config, mesh,
+      os.path.join(workdir, 'checkpoints', 'student'), log, eval_fn_for(encoded_s)(s_predict),
+      alpha=config.distill.alpha, temperature=config.distill.temperature, seed=config.seed)
+
+  result = {'method': 'mixed_vocab', 'task': spec.name, 'eval_split': final_split,
+            'pretrained': bool(config.mixed.pretrain), 'task_kd': config.distill.alpha < 1.0,
+            'data_sizes': {k: len(v) for k, v in splits.items()},
+            'corpus_texts': len(corpus), 'student_vocab': len(tok_s),
+            'teacher_checkpoint': teacher_dir, 'hardware': summary.hardware()}
+  for role, model_cfg, params, predict, encoded, tokenizer_dir in (
+      ('teacher', ckpt.config, t_params, t_predict, encoded_t, teacher_dir),
+      ('student', s_config, s_params, s_predict, encoded_s, vocab_dir)):
+    result[role] = kd.describe_model(role, model_cfg, params, predict,
+                                     inputs(encoded[final_split]),
+                                     encoded[final_split]['labels'], spec,
+                                     os.path.join(workdir, 'export', role), tokenizer_dir,
+                                     config, mesh)
+    log.write(f'{role}_final', 0,
+              {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
+  result['comparison'] = kd.compare(result['teacher'], result['student'], spec.metrics[0])
+  result['wall_seconds'] = time.time() - started
+  log.close()
+  if jax.process_index() == 0:
+    summary.write_json(os.path.join(workdir, 'summary.json'), result)
+  return result
+
+
+def format_table(result: dict) -> str:
+  t, s, c = result['teacher'], result['student'], result['comparison']
+  m = c['primary_metric']
+  mib = lambda b: f'{b / 2 ** 20:.2f} MiB'
+  rows = [('', 'teacher', 'student'),
+          (f'{result["eval_split"]} {m}', f"{t['metrics'][m]:.4f}", f"{s['metrics'][m]:.4f}"),
+          ('vocabulary', str(t['architecture']['vocab']), str(s['architecture']['vocab'])),
+          ('parameters', f"{t['params']:,}", f"{s['params']:,}"),
+          ('fp32 safetensors', mib(t['disk_bytes']), mib(s['disk_bytes'])),
+          ('examples/s', f"{t['examples_per_s']:.1f}", f"{s['examples_per_s']:.1f}")]
+  widths = [max(len(r[i]) for r in rows) for i in range(3)]
+  lines = ['  '.join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
+  lines.append(f"kept {c['kept_fraction']:.1%} of the teacher's {m} at {c['disk_ratio']:.1f}x "
+               f"smaller on disk ({'Stages I-III' if result['pretrained'] else 'task only'}"
+               f"{', task KD' if result['task_kd'] else ''})")
+  return '\n'.join(lines)
