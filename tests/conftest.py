@@ -40,3 +40,13 @@ def glue_dir() -> str:
   if not os.path.isdir(GLUE_DIR):
     pytest.skip(f'GLUE files not found at {GLUE_DIR}; set KDJAX_GLUE_DIR')
   return GLUE_DIR
+
+
+def load_config(name: str, arg: str | None = None):
+  """`configs/<name>.py`'s get_config(arg)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'configs',
+                                                                   f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

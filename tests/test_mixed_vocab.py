@@ -1,7 +1,6 @@
 """Mixed-vocabulary distillation: the student vocabulary, mixed segmentation
 (text preserved, p_SV respected, static shapes, MLM masks), the dual-softmax and
 shared-projection losses against hand-computed values."""
-import os
 
 import jax
 import jax.numpy as jnp
@@ -159,3 +158,101 @@ def test_shared_projection_loss_against_hand_computed_values():
                              rtol=1e-5)
   with pytest.raises(Exception, match='layer map'):
     mv.shared_projection_loss(teacher, student, down, (1,), mask)
+
+
+def tiny_models(tokenizers):
+  from kdjax.models.bert import BertConfig
+  from kdjax.models.mixed import DualVocabBert, MlmStudent
+  from tests.conftest import TINY
+  tok_t, tok_s = tokenizers
+  s_cfg = BertConfig(vocab_size=len(tok_s), hidden_size=16, num_layers=2, num_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+  return DualVocabBert(TINY, len(tok_s), 16), MlmStudent(s_cfg, TINY.hidden_size, 'down')
+
+
+def init_dual_and_student(dual, student):
+  ids = np.zeros((1, 8), np.int32)
+  dual_params = dual.init(jax.random.PRNGKey(0), ids, ids, ids, np.ones_like(ids),
+                          ids[:, :2])['params']
+  s_params = student.init(jax.random.PRNGKey(1), ids, ids, np.ones_like(ids),
+                          ids[:, :2])['params']
+  return dual_params, s_params
+
+
+@pytest.mark.parametrize('p', [0.0, 0.5])
+def test_stage1_gradients_reach_student_embeddings_only_when_mixed(tokenizers, sentences, p):
+  import optax
+  from kdjax import train
+  tok_t, tok_s = tokenizers
+  dual, _ = tiny_models(tokenizers)
+  ids = np.zeros((1, 8), np.int32)
+  dual_params = dual.init(jax.random.PRNGKey(0), ids, ids, ids, np.ones_like(ids),
+                          ids[:, :2])['params']
+  seg = vocab.segment_words(tok_t, tok_s, sentences[:8], max_words=30, max_pieces=30)
+  batch = {**seg, 'weights': np.ones(8, np.float32)}
+  segmentation = mv.Segmentation(32, 6, 0.3, mv.VocabIds.of(tok_t), mv.VocabIds.of(tok_s))
+  tx = optax.sgd(0.1)
+  state = train.init_state(dual_params, tx)
+  new, metrics = mv.dual_mlm_step(state, batch, jax.random.PRNGKey(0), model=dual, tx=tx,
+                                  segmentation=segmentation, p_final=p, ramp_fraction=0.0,
+                                  ramp_over=1)
+  moved = lambda name: float(jnp.abs(new['params'][name] - dual_params[name]).max())
+  assert np.isfinite(float(metrics['loss']))
+  if p == 0.0:
+    assert moved('student_embeddings') == 0.0 and moved('student_up') == 0.0
+  else:
+    assert moved('student_embeddings') > 0.0 and moved('student_up') > 0.0
+  assert float(jnp.abs(new['params']['bert']['layer_0']['output']['kernel']
+                       - dual_params['bert']['layer_0']['output']['kernel']).max()) > 0
+
+
+def test_stage2_gradients_reach_projection_and_student_embeddings(tokenizers, sentences):
+  import optax
+  from kdjax import train
+  tok_t, tok_s = tokenizers
+  dual, student = tiny_models(tokenizers)
+  dual_params, s_params = init_dual_and_student(dual, student)
+  seg = vocab.segment_words(tok_t, tok_s, sentences[:8], max_words=30, max_pieces=30)
+  batch = {**seg, 'weights': np.ones(8, np.float32)}
+  segmentation = mv.Segmentation(32, 6, 0.15, mv.VocabIds.of(tok_t), mv.VocabIds.of(tok_s))
+  tx = optax.sgd(0.1)
+  state = train.init_state(s_params, tx)
+  new, metrics = mv.student_distill_step(
+      state, dual_params, batch, jax.random.PRNGKey(0), model=student, teacher=dual, tx=tx,
+      segmentation=segmentation, layer_map=(1, 2), hidden_weight=1.0, projection='down')
+  assert float(metrics['hidden_loss']) > 0 and float(metrics['mlm_loss']) > 0
+  assert s_params['projection'].shape == (32, 16)  # U [d_T, d_S] in the student's tree
+  assert float(jnp.abs(new['params']['projection'] - s_params['projection']).max()) > 0
+  emb = lambda p: p['bert']['embeddings']['word_embeddings']['embedding']
+  assert float(jnp.abs(emb(new['params']) - emb(s_params)).max()) > 0
+  # The teacher is an argument, not a parameter: it is left as it was.
+  assert 'student_up' not in new['params']
+
+
+def test_quick_mixed_vocab_run(tmp_path, glue_dir, tiny_teacher_dir):
+  """configs/mixed_vocab.py:quick with a tiny teacher: vocabulary, Stages I-III,
+  HF export with the student's vocabulary; the baseline shares the teacher."""
+  import json
+  from transformers import AutoTokenizer
+  from kdjax.methods import mixed_kd
+  from tests.conftest import load_config
+  config = load_config('mixed_vocab', 'quick')
+  config.data.glue_dir = glue_dir
+  config.teacher.checkpoint = tiny_teacher_dir
+  config.teacher.store_dir = str(tmp_path / 'teachers')
+  config.student.hidden_size, config.student.num_heads = 16, 2
+  config.student.intermediate_size, config.student.num_layers = 32, 2
+  result = mixed_kd.run(config, str(tmp_path / 'mixed'))
+  phases = {json.loads(line)['phase'] for line in open(tmp_path / 'mixed' / 'metrics.jsonl')}
+  assert {'stage1_dual_mlm', 'stage2_student', 'student', 'teacher'} <= phases
+  export = result['student']['export_dir']
+  tok = AutoTokenizer.from_pretrained(export)
+  assert len(tok) == result['student_vocab'] <= 1000
+  assert result['student']['architecture']['vocab'] == len(tok)
+  assert result['student']['disk_bytes'] < result['teacher']['disk_bytes']
+  assert 'kept' in mixed_kd.format_table(result)
+  config.mixed.pretrain, config.distill.alpha = False, 1.0
+  base = mixed_kd.run(config, str(tmp_path / 'base'))
+  assert base['teacher']['metrics'] == result['teacher']['metrics']
+  base_phases = {json.loads(line)['phase'] for line in open(tmp_path / 'base' / 'metrics.jsonl')}
+  assert 'stage1_dual_mlm' not in base_phases

@@ -1,7 +1,6 @@
 """RL-KD: REINFORCE against a hand-computed gradient, selection weights, the
 multi-teacher loss, rewards, learning to prefer the right teacher, a checkpoint
 round trip of the policy, and a :quick end-to-end run."""
-import importlib.util
 import os
 
 import jax
@@ -14,7 +13,7 @@ from kdjax import checkpoint, train
 from kdjax.data.batching import TrainBatches
 from kdjax.methods import rl_select
 from kdjax.models.heads import BertClassifier
-from tests.conftest import REPO, TINY
+from tests.conftest import TINY, load_config
 
 
 def sigmoid(x):
@@ -231,19 +230,11 @@ def test_checkpoint_round_trip_restores_policy(tmp_path):
                jax.device_get(b['policy']))
 
 
-def load_rl_config(arg):
-  spec = importlib.util.spec_from_file_location('rl_kd', os.path.join(REPO, 'configs',
-                                                                      'rl_kd.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
 def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
   """configs/rl_kd.py:quick with a tiny teacher: all four stages, the record and
   plots; a baseline run reuses the stored teacher outputs."""
   from kdjax.methods import rlkd
-  config = load_rl_config('quick')
+  config = load_config('rl_kd', 'quick')
   config.data.glue_dir = glue_dir
   config.teacher.checkpoint = tiny_teacher_dir
   config.teacher.layers = (0, 1, 0)

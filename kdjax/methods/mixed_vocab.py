@@ -50,7 +50,10 @@ class VocabIds:
 
 
 def p_student_at(step, total_steps: int, final: float, ramp_fraction: float):
-  """p_SV: linear from 0 to `final` over the first `ramp_fraction` of the steps."""
+  """p_SV: linear from 0 to `final` over the first `ramp_fraction` of the steps
+  (`final` from the start when `ramp_fraction` is 0)."""
+  if ramp_fraction <= 0:
+    return jnp.asarray(final, jnp.float32)
   ramp = jnp.maximum(ramp_fraction * total_steps, 1.0)
   return final * jnp.clip(step / ramp, 0.0, 1.0)
 
