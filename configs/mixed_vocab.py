@@ -65,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mixed.pretrain = True         # Stages I and II (False: task training only, the baseline)
   c.mixed.vocab_size = 5000       # student WordPiece vocabulary
   c.mixed.vocab_dir = ''          # an existing student vocab.txt directory; '' = train one
+  c.mixed.shared_dir = ''         # vocabulary + Stages I-II shared by runs (same corpus); '' = workdir
   c.mixed.corpus = 'glue'         # 'task' | 'bbc' | 'glue' (all GLUE train sentences) | 'files'
   c.mixed.corpus_files = ()       # corpus=files: text files, one passage per line
   c.mixed.max_corpus_texts = 20000  # corpus subsample (0 = all)

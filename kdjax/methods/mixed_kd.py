@@ -75,9 +75,16 @@ def corpus_texts(mixed, data, task_train) -> list[str]:
   return texts
 
 
+def _pretrain_root(config, workdir: str) -> str:
+  """Where the vocabulary and Stages I-II live: `mixed.shared_dir` lets runs on
+  several tasks with the same corpus and student share them."""
+  return config.mixed.shared_dir or workdir
+
+
 def student_vocabulary(config, corpus: list[str], workdir: str):
   """(directory, tokenizer) of the student vocabulary, trained once per workdir."""
-  path = config.mixed.vocab_dir or os.path.join(workdir, 'student_vocab')
+  path = config.mixed.vocab_dir or os.path.join(_pretrain_root(config, workdir),
+                                                'student_vocab')
   if not os.path.exists(os.path.join(path, 'vocab.txt')):
     if config.mixed.vocab_dir:
       raise KdjaxError(f'mixed.vocab_dir {path} has no vocab.txt')
@@ -103,6 +110,7 @@ def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str]
   """Stages I and II; returns the student encoder params (student vocabulary)."""
   m = config.mixed
   length = config.data.max_length
+  checkpoints = os.path.join(_pretrain_root(config, workdir), 'checkpoints')
   segments = vocab.segment_words(tok_t, tok_s, corpus, max_words=length, max_pieces=length)
   segmentation = mixed_vocab.Segmentation(length, m.max_predictions, m.mask_prob,
                                           mixed_vocab.VocabIds.of(tok_t),
@@ -122,7 +130,7 @@ def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str]
   s1 = config.stage1
   dual_params = train.fit('stage1_dual_mlm', _STAGE1, dual_params, mixed_vocab.dual_mlm_step,
                           batches(s1, _STAGE1), s1.steps, s1, config, mesh,
-                          os.path.join(workdir, 'checkpoints', 'stage1'), log, no_eval,
+                          os.path.join(checkpoints, 'stage1'), log, no_eval,
                           model=dual, segmentation=segmentation, p_final=s1.p_student,
                           ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
 
@@ -141,7 +149,7 @@ def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str]
                      f'layers in [0, {ckpt.config.num_layers})')
   s_params = train.fit('stage2_student', _STAGE2, s_params, mixed_vocab.student_distill_step,
                        batches(s2, _STAGE2), s2.steps, s2, config, mesh,
-                       os.path.join(workdir, 'checkpoints', 'stage2'), log, no_eval,
+                       os.path.join(checkpoints, 'stage2'), log, no_eval,
                        frozen=dual_params, model=student, teacher=dual,
                        segmentation=segmentation,
                        layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
