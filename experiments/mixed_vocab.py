@@ -62,6 +62,7 @@ def build_table(runs: dict) -> dict:
                    'kept': mean_std([r['comparison']['kept_fraction'] for r in results]),
                    'speedup': mean_std([r['comparison']['speedup'] for r in results]),
                    'params': s['params'], 'disk_bytes': s['disk_bytes'],
+                   'disk_bytes_fp16': s['disk_bytes_fp16'],
                    'vocab': s['architecture']['vocab']}
     table[task] = {'metric': metric, 'eval_split': first['eval_split'],
                    'teacher': {'metric': teacher['metrics'][metric],
@@ -121,14 +122,16 @@ def write_results(name: str, record: dict) -> None:
               f"Task training examples {t['train_size']}; evaluated on {t['eval_size']} "
               f"{t['eval_split']} examples; corpus {t['corpus_texts']} texts.", '',
               f'| model | {m} | kept | vocabulary | parameters | fp32 safetensors | '
-              'compression | speed-up |', '|---|---|---|---|---|---|---|---|',
+              'fp16 safetensors | compression (fp32) | speed-up |',
+              '|---|---|---|---|---|---|---|---|---|',
               f"| teacher | {t['teacher']['metric']:.4f} | 100% | {t['teacher']['vocab']:,} | "
-              f"{t['teacher']['params']:,} | {t['teacher']['disk_bytes'] / 1e6:.2f} MB | 1x | 1x |"]
+              f"{t['teacher']['params']:,} | {t['teacher']['disk_bytes'] / 1e6:.2f} MB | - | "
+              "1x | 1x |"]
     for key, row in t['rows'].items():
       lines.append(
           f"| {VARIANTS[key][0]} | {row['metric'][0]:.4f} ± {row['metric'][1]:.4f} | "
           f"{row['kept'][0]:.1%} | {row['vocab']:,} | {row['params']:,} | "
-          f"{row['disk_bytes'] / 1e6:.2f} MB | "
+          f"{row['disk_bytes'] / 1e6:.2f} MB | {row['disk_bytes_fp16'] / 1e6:.2f} MB | "
           f"{t['teacher']['disk_bytes'] / row['disk_bytes']:.1f}x | {row['speedup'][0]:.1f}x |")
     lines.append('')
   lines += ['## Reading', ''] + [f'- {line}' for line in record['reading']]

@@ -250,6 +250,8 @@ def test_quick_mixed_vocab_run(tmp_path, glue_dir, tiny_teacher_dir):
   assert len(tok) == result['student_vocab'] <= 1000
   assert result['student']['architecture']['vocab'] == len(tok)
   assert result['student']['disk_bytes'] < result['teacher']['disk_bytes']
+  fp16 = result['student']['disk_bytes_fp16']
+  assert 0.45 < fp16 / result['student']['disk_bytes'] < 0.55  # half the bytes, same tensors
   assert 'kept' in mixed_kd.format_table(result)
   config.mixed.pretrain, config.distill.alpha = False, 1.0
   base = mixed_kd.run(config, str(tmp_path / 'base'))

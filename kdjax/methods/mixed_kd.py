@@ -30,6 +30,7 @@ from kdjax.errors import KdjaxError
 from kdjax.methods import kd, mixed_vocab
 from kdjax.models.bert import BertConfig, init_params
 from kdjax.models.heads import BertClassifier
+from kdjax.models.hf import export_hf_checkpoint
 from kdjax.models.mixed import DualVocabBert, MlmStudent
 from kdjax.observe import MetricsLog
 
@@ -231,6 +232,14 @@ def run(config, workdir: str) -> dict:
                                      config, mesh)
     log.write(f'{role}_final', 0,
               {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
+  # The same student in half precision: the smaller on-disk form.
+  fp16_dir = os.path.join(workdir, 'export', 'student-fp16')
+  if jax.process_index() == 0:
+    host = jax.device_get(s_params)
+    export_hf_checkpoint(fp16_dir, s_config, host['bert'], host['classifier'],
+                         spec.label_names, vocab_dir, dtype='float16')
+  result['student']['disk_bytes_fp16'] = summary.file_size(
+      os.path.join(fp16_dir, 'model.safetensors'))
   result['comparison'] = kd.compare(result['teacher'], result['student'], spec.metrics[0])
   result['wall_seconds'] = time.time() - started
   log.close()
@@ -248,6 +257,7 @@ def format_table(result: dict) -> str:
           ('vocabulary', str(t['architecture']['vocab']), str(s['architecture']['vocab'])),
           ('parameters', f"{t['params']:,}", f"{s['params']:,}"),
           ('fp32 safetensors', mib(t['disk_bytes']), mib(s['disk_bytes'])),
+          ('fp16 safetensors', '', mib(s['disk_bytes_fp16'])),
           ('examples/s', f"{t['examples_per_s']:.1f}", f"{s['examples_per_s']:.1f}")]
   widths = [max(len(r[i]) for r in rows) for i in range(3)]
   lines = ['  '.join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]

@@ -174,17 +174,21 @@ def hf_state_dict(config: BertConfig, encoder_params, head_params=None) -> dict[
 
 def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
                          head_params, label_names: tuple[str, ...] | None,
-                         tokenizer_dir: str) -> str:
+                         tokenizer_dir: str, dtype: str = 'float32') -> str:
   """Writes a directory `AutoModelForSequenceClassification` loads.
 
   `label_names=None` marks a regression head (one score); `head_params=None`
-  writes a bare encoder (`BertModel`). The directory is
+  writes a bare encoder (`BertModel`); `dtype='float16'` stores half-precision
+  weights (half the bytes; `transformers` loads them as such). The directory is
   written beside `out_dir` and renamed into place, so a crash never leaves a
   half-written export under the final name.
   """
   from transformers import AutoTokenizer  # slow import; only needed here
 
+  if dtype not in ('float32', 'float16'):
+    raise KdjaxError(f"export dtype {dtype!r}: use 'float32' or 'float16'")
   hf = config.to_hf_dict()
+  hf['torch_dtype'] = dtype
   if head_params is None:  # a bare encoder (e.g. a teacher to fine-tune later)
     hf['architectures'] = ['BertModel']
   else:
@@ -204,7 +208,9 @@ def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
   try:
     with open(os.path.join(tmp, 'config.json'), 'w', encoding='utf-8') as f:
       json.dump(hf, f, indent=2, sort_keys=True)
-    save_file(hf_state_dict(config, encoder_params, head_params),
+    tensors = {k: v.astype(dtype) for k, v in
+               hf_state_dict(config, encoder_params, head_params).items()}
+    save_file(tensors,
               os.path.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.save_pretrained(tmp)
