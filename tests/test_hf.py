@@ -122,3 +122,25 @@ def test_weights_that_do_not_match_the_config(tmp_path, tiny_teacher_dir):
   (bad / 'config.json').write_text(json.dumps({**config, 'vocab_size': 100}))
   with pytest.raises(KdjaxError, match='do not match'):
     load_hf_checkpoint(str(bad))
+
+
+def test_float16_export_halves_the_weights(tmp_path, tiny_teacher_dir, minilm_dir):
+  from safetensors.numpy import load_file
+  ckpt = load_hf_checkpoint(tiny_teacher_dir)
+  out = {}
+  for dtype in ('float32', 'float16'):
+    path = export_hf_checkpoint(str(tmp_path / dtype), ckpt.config, ckpt.encoder_params, None,
+                                None, minilm_dir, dtype=dtype)
+    out[dtype] = load_file(os.path.join(path, 'model.safetensors'))
+  assert all(v.dtype == np.float16 for v in out['float16'].values())
+  for name, full in out['float32'].items():
+    np.testing.assert_allclose(out['float16'][name].astype(np.float32), full, rtol=1e-3,
+                               atol=1e-4)
+  # A half-precision export loads back (as float32 params) with the same values.
+  back = load_hf_checkpoint(str(tmp_path / 'float16'))
+  leaf = back.encoder_params['layer_0']['output']['kernel']
+  np.testing.assert_allclose(leaf, ckpt.encoder_params['layer_0']['output']['kernel'],
+                             rtol=1e-3, atol=1e-4)
+  with pytest.raises(KdjaxError, match='dtype'):
+    export_hf_checkpoint(str(tmp_path / 'bad'), ckpt.config, ckpt.encoder_params, None, None,
+                         minilm_dir, dtype='int8')
