@@ -25,8 +25,9 @@ def policy_over_training(record: dict, path: str) -> None:
   for ax, stage in zip(axes[0], stages):
     points = [p for p in record['over_training'] if p['phase'] == stage]
     steps = [p['step'] for p in points]
-    for k, name in enumerate(record['teachers']):
-      ax.plot(steps, [p['prob'][k] for p in points], label=name)
+    for k, name in enumerate(record['teachers']):  # styles differ: lines may overlap
+      ax.plot(steps, [p['prob'][k] for p in points], label=name,
+              linestyle=('-', '--', ':', '-.')[k % 4], linewidth=2.2 - 0.4 * (k % 4))
     ax.set_title({'policy_pretrain': 'policy pre-training (student frozen)',
                   'joint': 'joint training'}[stage])
     ax.set_xlabel('step')
@@ -52,4 +53,19 @@ def policy_by_difficulty(record: dict, path: str) -> None:
   ax.set_ylabel('mean π(select teacher)')
   ax.set_ylim(0, 1)
   ax.legend(fontsize=8)
+  _save(fig, path)
+
+
+def curves(title: str, series: dict[str, dict[str, list[tuple[int, float]]]],
+           path: str) -> None:
+  """One panel per metric (`series[metric][run] = [(step, value)]`), a line per run."""
+  fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
+  for ax, (metric, by_run) in zip(axes[0], series.items()):
+    for run, points in by_run.items():
+      steps, values = zip(*points) if points else ((), ())
+      ax.plot(steps, values, label=run, marker='.' if len(points) < 20 else None)
+    ax.set_title(metric, fontsize=9)
+    ax.set_xlabel('step')
+  axes[0][0].legend(fontsize=7)
+  fig.suptitle(title)
   _save(fig, path)
