@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.teacher = ml_collections.ConfigDict()
   c.teacher.checkpoint = ''       # HF BERT directory; '' = bundled all-MiniLM-L6-v2
   c.teacher.store_dir = ''        # shared task-teacher dir (per task); '' = the workdir
+  c.teacher.seed = 0              # teacher head init and data order
   c.teacher.epochs = 2.0          # task fine-tuning epochs of the teacher (its metric, KD targets)
   c.teacher.batch_size = 32       # global batch
   c.teacher.learning_rate = 1e-4  # AdamW peak learning rate
@@ -65,7 +66,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mixed.pretrain = True         # Stages I and II (False: task training only, the baseline)
   c.mixed.vocab_size = 5000       # student WordPiece vocabulary
   c.mixed.vocab_dir = ''          # an existing student vocab.txt directory; '' = train one
-  c.mixed.shared_dir = ''         # vocabulary + Stages I-II shared by runs (same corpus); '' = workdir
+  c.mixed.shared_dir = ''         # vocabulary + Stages I-II shared by runs; '' = workdir
+  c.mixed.pretrain_seed = 0       # seed of Stages I-II (shared by runs with other seeds)
   c.mixed.corpus = 'glue'         # 'task' | 'bbc' | 'glue' (all GLUE train sentences) | 'files'
   c.mixed.corpus_files = ()       # corpus=files: text files, one passage per line
   c.mixed.max_corpus_texts = 20000  # corpus subsample (0 = all)

@@ -106,7 +106,7 @@ def write_results(name: str, record: dict) -> None:
   lines = [f"# Mixed-vocabulary distillation ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
            f"Seeds: {record['seeds']} (Stage III; the vocabulary and Stages I-II are trained "
-           f"once, seed {record['seeds'][0]}); wall clock {record['wall_minutes']:.1f} min; "
+           f"once, seed {c['mixed']['pretrain_seed']}); wall clock {record['wall_minutes']:.1f} min; "
            f"hardware: {hw['cpu_count']} CPU cores, {hw['device_count']} {hw['platform']} "
            f"device(s), jax {hw['jax']}; date {record['date']}.  ",
            f"Teacher: all-MiniLM-L6-v2 fine-tuned {c['teacher']['epochs']:g} epochs per task. "

@@ -7,6 +7,7 @@ reruns read them instead of running the teacher every step.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Callable
 
@@ -63,6 +64,14 @@ def build_teacher(ckpt: HFCheckpoint, spec: TaskSpec, seed: int):
   if head is not None and head['dense']['bias'].shape == (spec.num_outputs,):
     params['classifier'] = head
   return model, params
+
+
+def config_key(*parts) -> str:
+  """A short stable hash of JSON-able parts (config sections, data fingerprints):
+  stored teachers and checkpoints live under it, so a changed config never
+  resumes another config's files."""
+  text = json.dumps(parts, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def params_digest(params) -> str:

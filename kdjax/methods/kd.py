@@ -34,16 +34,22 @@ def task_teacher(config, workdir: str, ckpt, spec, train_arrays: dict, data_key:
 
   Returns (model, replicated params, jitted predict, logits [N, C]).
   """
-  # With teacher.store_dir, runs that share it share the teacher (and its cache).
+  # With teacher.store_dir, runs that share it (and the teacher config, data and
+  # teacher.seed) share the teacher and its cache.
   store = config.teacher.get('store_dir', '')
-  root = os.path.join(store, spec.name) if store else workdir
-  t_model, t_params = teachers.build_teacher(ckpt, spec, config.seed)
+  seed = config.teacher.get('seed', config.seed)
+  root = workdir
+  if store:
+    section = {k: v for k, v in config.teacher.to_dict().items() if k != 'store_dir'}
+    root = os.path.join(store, spec.name, 'teacher-' + teachers.config_key(
+        section, data_key, config.data.max_length))
+  t_model, t_params = teachers.build_teacher(ckpt, spec, seed)
   t_predict = train.jit_predict(t_model, mesh)
   if config.teacher.epochs > 0:
     t_params = train.fit_classifier(
         'teacher', _TEACHER_PHASE, t_model, t_params, train_arrays, spec, config.teacher,
         config, mesh, os.path.join(root, 'checkpoints', 'teacher'), log,
-        eval_fn_for(t_predict), alpha=1.0, temperature=1.0, seed=config.seed)
+        eval_fn_for(t_predict), alpha=1.0, temperature=1.0, seed=seed)
   t_params = parallel.replicate(t_params, mesh)
   cache_key = '-'.join((teachers.params_digest(t_params), data_key,
                         str(config.data.max_length)))

@@ -16,6 +16,7 @@ alone (with `distill.alpha=1`, no distillation at all), the baseline.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -78,14 +79,28 @@ def corpus_texts(mixed, data, task_train) -> list[str]:
 
 def _pretrain_root(config, workdir: str) -> str:
   """Where the vocabulary and Stages I-II live: `mixed.shared_dir` lets runs on
-  several tasks with the same corpus and student share them."""
+  several tasks and seeds share them."""
   return config.mixed.shared_dir or workdir
 
 
+def _corpus_key(config, corpus: list[str]) -> str:
+  return teachers.config_key(config.mixed.vocab_size, hashlib.sha256(
+      '\n'.join(corpus).encode('utf-8', 'replace')).hexdigest())
+
+
+def _pretrain_key(config, teacher_dir: str, corpus: list[str]) -> str:
+  """Everything Stages I-II depend on: a run with other settings never resumes them."""
+  mixed = {k: v for k, v in config.mixed.to_dict().items() if k not in ('shared_dir',
+                                                                       'pretrain')}
+  return teachers.config_key(teacher_dir, mixed, config.student.to_dict(),
+                             config.stage1.to_dict(), config.stage2.to_dict(),
+                             config.data.max_length, _corpus_key(config, corpus))
+
+
 def student_vocabulary(config, corpus: list[str], workdir: str):
-  """(directory, tokenizer) of the student vocabulary, trained once per workdir."""
-  path = config.mixed.vocab_dir or os.path.join(_pretrain_root(config, workdir),
-                                                'student_vocab')
+  """(directory, tokenizer) of the student vocabulary, trained once per corpus and size."""
+  path = config.mixed.vocab_dir or os.path.join(
+      _pretrain_root(config, workdir), 'student_vocab-' + _corpus_key(config, corpus))
   if not os.path.exists(os.path.join(path, 'vocab.txt')):
     if config.mixed.vocab_dir:
       raise KdjaxError(f'mixed.vocab_dir {path} has no vocab.txt')
@@ -106,12 +121,14 @@ def student_bert_config(config, vocab_size: int) -> BertConfig:
 
 # ------------------------------------------------------------------ stages I and II
 
-def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str],
-                     s_config: BertConfig, mesh, log: MetricsLog):
+def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
+                     corpus: list[str], s_config: BertConfig, mesh, log: MetricsLog):
   """Stages I and II; returns the student encoder params (student vocabulary)."""
   m = config.mixed
   length = config.data.max_length
-  checkpoints = os.path.join(_pretrain_root(config, workdir), 'checkpoints')
+  seed = m.pretrain_seed
+  checkpoints = os.path.join(_pretrain_root(config, workdir),
+                             'pretrain-' + _pretrain_key(config, teacher_dir, corpus))
   segments = vocab.segment_words(tok_t, tok_s, corpus, max_words=length, max_pieces=length)
   segmentation = mixed_vocab.Segmentation(length, m.max_predictions, m.mask_prob,
                                           mixed_vocab.VocabIds.of(tok_t),
@@ -119,26 +136,26 @@ def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str]
   no_eval = lambda params: {}
 
   def batches(section, phase_id):
-    return TrainBatches(segments, section.batch_size, seed=config.seed + phase_id,
+    return TrainBatches(segments, section.batch_size, seed=seed + phase_id,
                         process_index=jax.process_index(), process_count=jax.process_count())
 
   # Stage I: the teacher learns to read the student vocabulary.
   dual = DualVocabBert(ckpt.config, len(tok_s), s_config.hidden_size)
   ids = np.zeros((1, 8), np.int32)
-  dual_params = jax.device_get(dual.init(jax.random.PRNGKey(config.seed), ids, ids, ids,
+  dual_params = jax.device_get(dual.init(jax.random.PRNGKey(seed), ids, ids, ids,
                                          np.ones_like(ids), ids[:, :2])['params'])
   dual_params['bert'] = ckpt.encoder_params
   s1 = config.stage1
   dual_params = train.fit('stage1_dual_mlm', _STAGE1, dual_params, mixed_vocab.dual_mlm_step,
                           batches(s1, _STAGE1), s1.steps, s1, config, mesh,
-                          os.path.join(checkpoints, 'stage1'), log, no_eval,
+                          os.path.join(checkpoints, 'stage1'), log, no_eval, seed=seed,
                           model=dual, segmentation=segmentation, p_final=s1.p_student,
                           ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
 
   # Stage II: the student learns from the Stage-I teacher on student-vocabulary text.
   s2 = config.stage2
   student = MlmStudent(s_config, ckpt.config.hidden_size, s2.projection)
-  s_params = jax.device_get(student.init(jax.random.PRNGKey(config.seed + 1), ids, ids,
+  s_params = jax.device_get(student.init(jax.random.PRNGKey(seed + 1), ids, ids,
                                          np.ones_like(ids), ids[:, :2])['params'])
   s_params['bert']['embeddings']['word_embeddings']['embedding'] = np.asarray(
       jax.device_get(dual_params['student_embeddings']))
@@ -150,7 +167,7 @@ def pretrain_student(config, workdir: str, ckpt, tok_t, tok_s, corpus: list[str]
                      f'layers in [0, {ckpt.config.num_layers})')
   s_params = train.fit('stage2_student', _STAGE2, s_params, mixed_vocab.student_distill_step,
                        batches(s2, _STAGE2), s2.steps, s2, config, mesh,
-                       os.path.join(checkpoints, 'stage2'), log, no_eval,
+                       os.path.join(checkpoints, 'stage2'), log, no_eval, seed=seed,
                        frozen=dual_params, model=student, teacher=dual,
                        segmentation=segmentation,
                        layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
@@ -206,8 +223,8 @@ def run(config, workdir: str) -> dict:
   s_model = BertClassifier(s_config, spec.num_outputs)
   s_params = jax.tree.map(np.asarray, init_params(s_model, jax.random.PRNGKey(config.seed)))
   if config.mixed.pretrain:
-    s_params['bert'] = pretrain_student(config, workdir, ckpt, tok_t, tok_s, corpus,
-                                        s_config, mesh, log)
+    s_params['bert'] = pretrain_student(config, workdir, teacher_dir, ckpt, tok_t, tok_s,
+                                        corpus, s_config, mesh, log)
   s_predict = train.jit_predict(s_model, mesh)
   arrays = dict(encoded_s['train'])
   if config.distill.alpha < 1.0:

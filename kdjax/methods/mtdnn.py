@@ -109,6 +109,7 @@ def prepare_teachers(config, tasks: dict[str, TaskData], teacher_dir: str, ckpt:
 
 def _train_ensemble(config, task, task_index, ckpt, task_dir, path, mesh, log):
   spec = task.spec
+  key = os.path.basename(path)[len('ensemble-'):-len('.npz')]  # members belong to this config
   train_outputs, dev_outputs = [], []
   for k, dropout in enumerate(config.teacher.dropouts):
     member_cfg = dataclasses.replace(ckpt.config, hidden_dropout=dropout,
@@ -122,7 +123,7 @@ def _train_ensemble(config, task, task_index, ckpt, task_dir, path, mesh, log):
     params = train.fit_classifier(
         f'teacher_{spec.name}_{k}', 1000 + 10 * task_index + k, model, params,
         {**task.train, 'labels': _class_labels(task.train, spec)}, spec, config.teacher,
-        config, mesh, os.path.join(task_dir, f'member_{k}'), log, eval_fn, alpha=1.0,
+        config, mesh, os.path.join(task_dir, f'member_{k}-{key}'), log, eval_fn, alpha=1.0,
         temperature=1.0, seed=config.teacher.seed)
     train_outputs.append(train.predict_all(predict, params, _inputs(task.train),
                                            config.eval_batch_size, mesh,

@@ -115,6 +115,7 @@ def prepare_teachers(config, spec: TaskSpec, encoded: dict, ckpt: HFCheckpoint,
                      log: MetricsLog) -> dict[str, np.ndarray]:
   """Trains (or reuses) the teachers; returns their logits per split, each [K, N, C]."""
   if not os.path.exists(store_path):
+    key = os.path.basename(store_path)[len('teachers-'):-len('.npz')]
     outputs = {split: [] for split in encoded}
     for k, t in enumerate(teacher_specs(config.teacher)):
       model, params = teachers.build_teacher(truncated(ckpt, t['layers']), spec, t['seed'])
@@ -126,7 +127,8 @@ def prepare_teachers(config, spec: TaskSpec, encoded: dict, ckpt: HFCheckpoint,
                                            config.eval_batch_size, mesh)
         params = train.fit_classifier(
             f'teacher_{t["name"]}', 100 + k, model, params, encoded['train'], spec, section,
-            config, mesh, os.path.join(os.path.dirname(store_path), t['name']), log, eval_fn,
+            config, mesh, os.path.join(os.path.dirname(store_path), f"{t['name']}-{key}"),
+            log, eval_fn,
             alpha=1.0, temperature=1.0, seed=t['seed'])
       for split, arrays in encoded.items():
         outputs[split].append(train.predict_all(predict, params, _inputs(arrays),
