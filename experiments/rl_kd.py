@@ -74,7 +74,10 @@ def build_table(runs: dict) -> dict:
             side: np.nanmean([r['policy']['by_difficulty'][f'prob_when_{side}']
                               for r in results], axis=0).tolist()
             for side in ('right', 'wrong')}
-    table[task] = {'metrics': metrics, 'primary': metrics[0],
+    by_bin = {key: np.nanmean([np.mean(r['policy']['by_difficulty']['prob_by_bin'], axis=1)
+                               for r in results], axis=0).tolist()
+              for key, results in by_variant.items() if key.startswith('rl_')}
+    table[task] = {'metrics': metrics, 'primary': metrics[0], 'policy_by_bin': by_bin,
                    'teachers': [{'name': t['name'], 'layers': t['layers'],
                                  'epochs': t['epochs'], 'metrics': t['metrics']}
                                 for t in first['teachers']],
@@ -127,6 +130,56 @@ def reading(table: dict) -> list[str]:
         text += ('; when the teacher is right vs wrong: ' + ', '.join(
             f'{names[k]} {rw["right"][k]:.2f}/{rw["wrong"][k]:.2f}' for k in range(len(names))))
       lines.append(text + '.')
+  lines += overall(table)
+  return lines
+
+
+def overall(table: dict) -> list[str]:
+  """The verdict across tasks and what the policies learned, from the numbers."""
+  wins = beaten = 0
+  spreads, right_more, pairs = [], 0, 0
+  for t in table.values():
+    m, rows = t['primary'], t['rows']
+    rl = {k: v[m] for k, v in rows.items() if k.startswith('rl_')}
+    best = max(rl.values(), key=lambda v: v[0])
+    equal = rows['equal'][m]
+    best_single = max((v[m] for k, v in rows.items() if k.startswith('single')),
+                      key=lambda v: v[0])
+    wins += best[0] - equal[0] > max(best[1], equal[1])
+    beaten += best[0] - best_single[0] > max(best[1], best_single[1])
+    for key, probs in t['policy_mean_prob'].items():
+      spreads.append(max(probs) - min(probs))
+      rw = t['policy_right_wrong'].get(key)
+      if rw:
+        right_more += sum(r > w for r, w in zip(rw['right'], rw['wrong']))
+        pairs += len(rw['right'])
+  n = len(table)
+  gates = [(task, key, bins[0], bins[-1]) for task, t in table.items()
+           for key, bins in t.get('policy_by_bin', {}).items()]
+  lines = [f'Across {n} task(s), the best RL-KD variant beats equal weights beyond the seed '
+           f'std on {wins} and the best single teacher on {beaten}: the claim that learned '
+           'per-instance weights beat both is '
+           + ('supported here.' if wins == n and beaten == n else 'not reproduced at this '
+              'scale.')]
+  if spreads:
+    lines.append(
+        f'The learned policies barely separate the teachers on average (largest gap between '
+        f'two teachers\' mean weights: {max(spreads):.2f}); the policy scores every teacher '
+        'with one shared linear function of [student [CLS]; teacher probabilities; teacher '
+        'loss], so it can only prefer a teacher through those features. It gives a teacher '
+        f'more weight when that teacher is right than when it is wrong in {right_more} of '
+        f'{pairs} (reward, task, teacher) cases. `rl.extra_features=(\'teacher_id\',)` lets '
+        'it learn a fixed preference per teacher; not run here.')
+  if gates:
+    gating = sum(easy > hard + 0.1 for _, _, easy, hard in gates)
+    lines.append(
+        'Mean policy weight on the easiest vs the hardest fifth of the training instances '
+        '(by the teachers\' loss on the gold label): '
+        + ', '.join(f'{task} {key[3:]} {easy:.2f} vs {hard:.2f}' for task, key, easy, hard
+                    in gates)
+        + f'. In {gating} of {len(gates)} runs the policy keeps the teachers on easy '
+        'instances and drops them on hard ones: it acts as a per-instance switch for KD '
+        'as a whole more than as a choice between teachers.')
   return lines
 
 
