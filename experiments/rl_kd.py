@@ -177,7 +177,7 @@ def overall(table: dict) -> list[str]:
         '(by the teachers\' loss on the gold label): '
         + ', '.join(f'{task} {key[3:]} {easy:.2f} vs {hard:.2f}' for task, key, easy, hard
                     in gates)
-        + f'. In {gating} of {len(gates)} runs the policy keeps the teachers on easy '
+        + f'. In {gating} of {len(gates)} (task, reward) pairs the policy keeps the teachers on easy '
         'instances and drops them on hard ones: it acts as a per-instance switch for KD '
         'as a whole more than as a choice between teachers.')
   return lines
