@@ -91,7 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.stage2.weight_decay = 0.01    # AdamW decoupled weight decay
   c.stage2.layer_map = ()         # teacher layer (0-based) per student layer; () = evenly spaced
   c.stage2.hidden_weight = 1.0    # weight of the hidden-state MSE next to the MLM loss
-  c.stage2.projection = 'down'    # 'down': U maps teacher states to d_S; 'up': student to d_T
+  c.stage2.projection = 'up'      # 'up': U maps student states to d_T; 'down': teacher to d_S
 
   c.distill = ml_collections.ConfigDict()  # Stage III: the task
   c.distill.alpha = 0.5           # weight of the gold loss; 1 - alpha: KD from the task teacher

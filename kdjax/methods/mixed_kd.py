@@ -88,13 +88,16 @@ def _corpus_key(config, corpus: list[str]) -> str:
       '\n'.join(corpus).encode('utf-8', 'replace')).hexdigest())
 
 
-def _pretrain_key(config, teacher_dir: str, corpus: list[str]) -> str:
-  """Everything Stages I-II depend on: a run with other settings never resumes them."""
+def _stage_keys(config, teacher_dir: str, corpus: list[str]) -> tuple[str, str]:
+  """Everything Stage I, then Stage II, depends on: a run with other settings
+  never resumes them, and a Stage-II change keeps Stage I."""
   mixed = {k: v for k, v in config.mixed.to_dict().items() if k not in ('shared_dir',
                                                                        'pretrain')}
-  return teachers.config_key(teacher_dir, mixed, config.student.to_dict(),
-                             config.stage1.to_dict(), config.stage2.to_dict(),
-                             config.data.max_length, _corpus_key(config, corpus))
+  stage1 = teachers.config_key(teacher_dir, mixed, config.student.hidden_size,
+                               config.stage1.to_dict(), config.data.max_length,
+                               _corpus_key(config, corpus))
+  return stage1, teachers.config_key(stage1, config.student.to_dict(),
+                                     config.stage2.to_dict())
 
 
 def student_vocabulary(config, corpus: list[str], workdir: str):
@@ -127,8 +130,8 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
   m = config.mixed
   length = config.data.max_length
   seed = m.pretrain_seed
-  checkpoints = os.path.join(_pretrain_root(config, workdir),
-                             'pretrain-' + _pretrain_key(config, teacher_dir, corpus))
+  root = _pretrain_root(config, workdir)
+  stage1_key, stage2_key = _stage_keys(config, teacher_dir, corpus)
   segments = vocab.segment_words(tok_t, tok_s, corpus, max_words=length, max_pieces=length)
   segmentation = mixed_vocab.Segmentation(length, m.max_predictions, m.mask_prob,
                                           mixed_vocab.VocabIds.of(tok_t),
@@ -148,7 +151,7 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
   s1 = config.stage1
   dual_params = train.fit('stage1_dual_mlm', _STAGE1, dual_params, mixed_vocab.dual_mlm_step,
                           batches(s1, _STAGE1), s1.steps, s1, config, mesh,
-                          os.path.join(checkpoints, 'stage1'), log, no_eval, seed=seed,
+                          os.path.join(root, f'stage1-{stage1_key}'), log, no_eval, seed=seed,
                           model=dual, segmentation=segmentation, p_final=s1.p_student,
                           ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
 
@@ -167,7 +170,7 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
                      f'layers in [0, {ckpt.config.num_layers})')
   s_params = train.fit('stage2_student', _STAGE2, s_params, mixed_vocab.student_distill_step,
                        batches(s2, _STAGE2), s2.steps, s2, config, mesh,
-                       os.path.join(checkpoints, 'stage2'), log, no_eval, seed=seed,
+                       os.path.join(root, f'stage2-{stage2_key}'), log, no_eval, seed=seed,
                        frozen=dual_params, model=student, teacher=dual,
                        segmentation=segmentation,
                        layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
