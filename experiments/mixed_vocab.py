@@ -61,6 +61,7 @@ def build_table(runs: dict) -> dict:
       rows[key] = {'metric': mean_std([r['student']['metrics'][metric] for r in results]),
                    'kept': mean_std([r['comparison']['kept_fraction'] for r in results]),
                    'speedup': mean_std([r['comparison']['speedup'] for r in results]),
+                   'seeds': len(results),
                    'params': s['params'], 'disk_bytes': s['disk_bytes'],
                    'disk_bytes_fp16': s['disk_bytes_fp16'],
                    'vocab': s['architecture']['vocab']}
@@ -88,12 +89,12 @@ def reading(table: dict) -> list[str]:
         f"{'under' if mb < 7 else 'over'} 7 MB), {t['teacher']['disk_bytes'] / mixed['disk_bytes']:.1f}x "
         f"smaller than the teacher, and keeps {mixed['kept'][0]:.1%} of its {t['metric']} "
         f"({mixed['metric'][0]:.4f} vs {t['teacher']['metric']:.4f}).")
+    spread = (f"{'beyond' if abs(delta) > noise else 'within'} the seed std {noise:.4f}"
+              if mixed['seeds'] > 1 else 'one seed, so no spread is measured')
     lines.append(
-        f"{task}: against the same student without distillation ({base['metric'][0]:.4f} ± "
-        f"{base['metric'][1]:.4f}) the mixed-vocabulary student is "
-        f"{delta:+.4f} ({'beyond' if abs(delta) > noise else 'within'} the seed std "
-        f"{noise:.4f}); Stages I-II without task KD give {no_kd['metric'][0]:.4f} ± "
-        f"{no_kd['metric'][1]:.4f}.")
+        f"{task}: against the same student without distillation ({base['metric'][0]:.4f}) "
+        f"the mixed-vocabulary student is {delta:+.4f} ({spread}); Stages I-II without task "
+        f"KD give {no_kd['metric'][0]:.4f}.")
   return lines
 
 
