@@ -36,6 +36,9 @@ def variants(num_teachers: int) -> list[tuple[str, dict]]:
          for k in range(num_teachers)]
   out.append(('equal', {'weighting': 'equal'}))
   out += [(f'rl_{r}', {'weighting': 'policy', 'reward': r}) for r in REWARDS]
+  # R1 with the teacher's identity among the features: a per-teacher preference.
+  out.append(('rl_R1_id', {'weighting': 'policy', 'reward': 'R1',
+                           'extra_features': ('teacher_id',)}))
   return out
 
 
@@ -52,6 +55,7 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
         c.distill.weighting = change['weighting']
         c.distill.single_teacher = change.get('single_teacher', 0)
         c.rl.reward = change.get('reward', c.rl.reward)
+        c.rl.extra_features = change.get('extra_features', c.rl.extra_features)
         result = rlkd.run(c, os.path.join(workdir, task, f'{key}-seed{seed}'))
         runs[task].setdefault(key, []).append(result)
   return runs
@@ -93,6 +97,8 @@ def variant_label(key: str, teacher_names: list[str]) -> str:
     return f'single teacher: {teacher_names[int(key[len("single"):])]}'
   if key == 'equal':
     return 'equal weights'
+  if key.endswith('_id'):
+    return f'RL-KD {key[3:-3]} + teacher id'
   return f'RL-KD {key[3:]}'
 
 
@@ -148,6 +154,8 @@ def overall(table: dict) -> list[str]:
     wins += best[0] - equal[0] > max(best[1], equal[1])
     beaten += best[0] - best_single[0] > max(best[1], best_single[1])
     for key, probs in t['policy_mean_prob'].items():
+      if key.endswith('_id'):
+        continue
       spreads.append(max(probs) - min(probs))
       rw = t['policy_right_wrong'].get(key)
       if rw:
@@ -168,8 +176,23 @@ def overall(table: dict) -> list[str]:
         'with one shared linear function of [student [CLS]; teacher probabilities; teacher '
         'loss], so it can only prefer a teacher through those features. It gives a teacher '
         f'more weight when that teacher is right than when it is wrong in {right_more} of '
-        f'{pairs} (reward, task, teacher) cases. `rl.extra_features=(\'teacher_id\',)` lets '
-        'it learn a fixed preference per teacher; not run here.')
+        f'{pairs} (reward, task, teacher) cases.')
+  with_id = [(task, t) for task, t in table.items() if 'rl_R1_id' in t['policy_mean_prob']]
+  if with_id:
+    parts = []
+    for task, t in with_id:
+      names = [x['name'] for x in t['teachers']]
+      probs = t['policy_mean_prob']['rl_R1_id']
+      m = t['primary']
+      parts.append(f"{task}: " + ', '.join(f'{n} {p:.2f}' for n, p in zip(names, probs))
+                   + f" (accuracy {t['rows']['rl_R1_id'][m][0]:.4f} ± "
+                   f"{t['rows']['rl_R1_id'][m][1]:.4f} vs equal {t['rows']['equal'][m][0]:.4f})")
+    lines.append('With the teacher\'s identity among the features (R1 + teacher id) the '
+                 'policy can prefer a teacher outright; its mean weights: '
+                 + '; '.join(parts) + '.')
+  else:
+    lines.append("`rl.extra_features=('teacher_id',)` lets the policy learn a fixed "
+                 'preference per teacher; not run here.')
   if gates:
     gating = sum(easy > hard + 0.1 for _, _, easy, hard in gates)
     lines.append(
