@@ -187,9 +187,13 @@ def overall(table: dict) -> list[str]:
       parts.append(f"{task}: " + ', '.join(f'{n} {p:.2f}' for n, p in zip(names, probs))
                    + f" (accuracy {t['rows']['rl_R1_id'][m][0]:.4f} ± "
                    f"{t['rows']['rl_R1_id'][m][1]:.4f} vs equal {t['rows']['equal'][m][0]:.4f})")
+    gap = max(max(t['policy_mean_prob']['rl_R1_id']) - min(t['policy_mean_prob']['rl_R1_id'])
+              for _, t in with_id)
     lines.append('With the teacher\'s identity among the features (R1 + teacher id) the '
-                 'policy can prefer a teacher outright; its mean weights: '
-                 + '; '.join(parts) + '.')
+                 'policy could prefer a teacher outright; its mean weights: '
+                 + '; '.join(parts) + f'. The largest gap between teachers is {gap:.2f}: '
+                 + ('it still does not learn a preference in this budget (~250 policy '
+                    'steps).' if gap < 0.1 else 'it learns a preference.'))
   else:
     lines.append("`rl.extra_features=('teacher_id',)` lets the policy learn a fixed "
                  'preference per teacher; not run here.')
