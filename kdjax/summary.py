@@ -34,6 +34,12 @@ def file_size(path: str) -> int:
   return os.path.getsize(path) if os.path.exists(path) else 0
 
 
+def align(rows: list[tuple[str, ...]]) -> list[str]:
+  """Rows of cells as text lines with every column padded to its widest cell."""
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
 def format_table(summary: dict) -> str:
   """A short fixed-width table of teacher vs student for the terminal."""
   t, s = summary['teacher'], summary['student']

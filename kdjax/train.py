@@ -78,15 +78,19 @@ def classifier_train_step(state: State, batch: dict[str, jax.Array], rng: jax.Ar
   return apply_gradients(state, loss_fn, tx)
 
 
-def apply_gradients(state: State, loss_fn: Callable, tx: optax.GradientTransformation
-                    ) -> tuple[State, dict[str, jax.Array]]:
-  """Differentiates `loss_fn(params) -> scalar` and applies one optimiser update."""
-  loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+def apply_gradients(state: State, loss_fn: Callable, tx: optax.GradientTransformation,
+                    has_aux: bool = False) -> tuple[State, dict[str, jax.Array]]:
+  """Differentiates `loss_fn(params) -> scalar` and applies one optimiser update.
+
+  With `has_aux`, `loss_fn` returns `(loss, aux)` and the dict `aux` joins the metrics.
+  """
+  out, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(state['params'])
+  loss, aux = out if has_aux else (out, {})
   updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
   new_state = {'step': state['step'] + 1,
                'params': optax.apply_updates(state['params'], updates),
                'opt_state': opt_state}
-  return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+  return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux}
 
 
 def predict_logits(params, batch: dict[str, jax.Array], *, model: nn.Module) -> jax.Array:

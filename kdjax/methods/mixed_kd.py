@@ -279,8 +279,7 @@ def format_table(result: dict) -> str:
           ('fp32 safetensors', mib(t['disk_bytes']), mib(s['disk_bytes'])),
           ('fp16 safetensors', '', mib(s['disk_bytes_fp16'])),
           ('examples/s', f"{t['examples_per_s']:.1f}", f"{s['examples_per_s']:.1f}")]
-  widths = [max(len(r[i]) for r in rows) for i in range(3)]
-  lines = ['  '.join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
+  lines = summary.align(rows)
   lines.append(f"kept {c['kept_fraction']:.1%} of the teacher's {m} at {c['disk_ratio']:.1f}x "
                f"smaller on disk ({'Stages I-III' if result['pretrained'] else 'task only'}"
                f"{', task KD' if result['task_kd'] else ''})")

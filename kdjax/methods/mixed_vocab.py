@@ -17,7 +17,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from kdjax import train
 from kdjax.errors import KdjaxError
@@ -271,12 +270,7 @@ def student_distill_step(state, teacher_params, batch, rng, *, model, teacher, t
     mlm = mlm_loss(out['mlm_logits'], mixed['mlm_targets'], mixed['mlm_weights'])
     hidden = shared_projection_loss(teacher_hidden, out['hidden_states'], out['projection'],
                                     layer_map, mixed['attention_mask'], projection)
-    return weighted_mean(mlm + hidden_weight * hidden, weights), (mlm, hidden)
+    return weighted_mean(mlm + hidden_weight * hidden, weights), {
+        'mlm_loss': weighted_mean(mlm, weights), 'hidden_loss': weighted_mean(hidden, weights)}
 
-  (loss, (mlm, hidden)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-  updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-  new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
-               'opt_state': opt_state}
-  return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads),
-                     'mlm_loss': weighted_mean(mlm, weights),
-                     'hidden_loss': weighted_mean(hidden, weights)}
+  return train.apply_gradients(state, loss_fn, tx, has_aux=True)

@@ -29,7 +29,7 @@ from kdjax.data.tasks import TaskSpec, get_task
 from kdjax.data.tokenize import encode
 from kdjax.errors import KdjaxError
 from kdjax.methods import ensemble
-from kdjax.summary import hardware, write_json
+from kdjax.summary import align, hardware, write_json
 from kdjax.metrics import compute_metrics, glue_average, glue_task_score
 from kdjax.models.hf import HFCheckpoint
 from kdjax.models.multitask import MultiTaskModel
@@ -290,5 +290,4 @@ def format_table(summary: dict) -> str:
       ens = t.get('ensemble', {}).get(metric)
       rows.append((name, metric, '-' if ens is None else f'{ens:.4f}', f'{value:.4f}'))
   rows.append(('GLUE avg', '', '', f"{summary['student_glue_average']:.2f}"))
-  widths = [max(len(r[i]) for r in rows) for i in range(4)]
-  return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+  return '\n'.join(align(rows))

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from kdjax import train
 from kdjax.errors import KdjaxError
 from kdjax.losses import distillation_loss, weighted_mean
 
@@ -232,7 +233,10 @@ def _inputs(batch, prefix: str = ''):
 
 def _student_update(state: State, batch, rng, teacher_weights, *, model, tx, alpha,
                     temperature, regression):
-  """One optimiser step of the student on `multi_teacher_loss` -> (student state, loss)."""
+  """One optimiser step of the student on `multi_teacher_loss`.
+
+  Returns (student part of the state: params, opt_state; loss; gradient norm).
+  """
   def loss_fn(params):
     out = model.apply({'params': params}, *_inputs(batch), deterministic=False,
                       rngs={'dropout': rng})['logits']
@@ -241,10 +245,9 @@ def _student_update(state: State, batch, rng, teacher_weights, *, model, tx, alp
                                       temperature=temperature, regression=regression)
     return weighted_mean(per_instance, batch['weights'])
 
-  loss, grads = jax.value_and_grad(loss_fn)(state['params'])
-  updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-  return {'params': optax.apply_updates(state['params'], updates),
-          'opt_state': opt_state}, loss, optax.global_norm(grads)
+  stepped, metrics = train.apply_gradients(state, loss_fn, tx)
+  student = {'params': stepped['params'], 'opt_state': stepped['opt_state']}
+  return student, metrics['loss'], metrics['grad_norm']
 
 
 def fixed_weight_step(state: State, batch, rng, *, model, tx, teacher_weights: tuple,

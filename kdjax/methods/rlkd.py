@@ -302,16 +302,20 @@ def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndar
   return record
 
 
+def _policy_probs(params, batch, *, model, policy, extra_features, regression):
+  """`rl_select.policy_probs` for (student params, policy params) in one argument."""
+  student_params, policy_params = params
+  return rl_select.policy_probs(student_params, policy_params, batch, model=model,
+                                policy=policy, extra_features=extra_features,
+                                regression=regression)
+
+
 def write_policy_record(workdir: str, names: list[str], state, model, config, spec,
                         arrays: dict, mesh) -> dict:
   """policy_weights.json and the two PNG plots of what the policy learned."""
-  settings = rl_settings(config.rl)
-  predict_fn = functools.partial(
-      lambda params, batch, *, model, policy: rl_select.policy_probs(
-          params[0], params[1], batch, model=model, policy=policy,
-          extra_features=settings.extra_features, regression=spec.regression),
-      policy=rl_select.TeacherPolicy(tuple(config.rl.hidden_sizes)))
-  predict = train.jit_predict(model, mesh, predict_fn)
+  predict = train.jit_predict(model, mesh, functools.partial(
+      _policy_probs, policy=rl_select.TeacherPolicy(tuple(config.rl.hidden_sizes)),
+      extra_features=tuple(config.rl.extra_features), regression=spec.regression))
   probs = train.predict_all(predict, (state['params'], state['policy']['params']), arrays,
                             config.eval_batch_size, mesh)
   record = {'teachers': names,
@@ -420,8 +424,7 @@ def format_table(result: dict) -> str:
                  *(f"{t['metrics'][m]:.4f}" for m in metric_names)))
   rows.append((f"student, {result['variant']}",
                *(f"{result['student']['metrics'][m]:.4f}" for m in metric_names)))
-  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-  lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+  lines = summary.align(rows)
   if 'policy' in result:
     lines.append('mean policy weight: ' + ', '.join(
         f"{t['name']} {p:.2f}" for t, p in zip(result['teachers'],
