@@ -99,12 +99,16 @@ def main(argv: list[str]) -> None:
     fail(f'cannot load the config file: {_one_line(e)}')
   workdir = _FLAGS['workdir'].value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   try:
-    from kdjax.methods import get_method  # imports jax: after flag errors are reported
+    from kdjax import checkpoint, interrupt  # imports jax: after flag errors are reported
+    from kdjax.methods import get_method
     method = get_method(config_dict.get('method', 'kd'))
     check_same_config(workdir, config_dict)
+    interrupt.install()
     result = method.run(config, workdir)
     print(method.format_table(result))
     print(f'summary: {os.path.join(workdir, "summary.json")}')
+  except interrupt.Stopped as e:
+    fail(str(e), 128 + e.signum)
   except KdjaxError as e:
     if _FLAGS['verbose'].value:
       traceback.print_exc()
@@ -113,6 +117,11 @@ def main(argv: list[str]) -> None:
     fail('interrupted; rerun the same command to resume from the last checkpoint',
          EXIT_INTERRUPTED)
   except Exception as e:  # a bug, not bad input: still one line unless --verbose
+    disk_error = checkpoint.os_error_in(e)
+    if disk_error is not None and disk_error.errno in checkpoint.DISK_ERRORS:
+      fail(f'cannot write {disk_error.filename or "to the workdir"} ({disk_error.strerror}); '
+           'completed phases and checkpoints are kept: free space (or fix permissions) and '
+           'rerun the same command to resume', EXIT_INTERNAL)
     if _FLAGS['verbose'].value:
       traceback.print_exc()
     fail(f'internal error {type(e).__name__}: {e} (rerun with --verbose for the traceback)',

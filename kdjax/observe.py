@@ -35,6 +35,20 @@ class MetricsLog:
         writer.add_scalar(k, v, step)
     writer.flush()
 
+  def rewind(self, phase: str, step: int) -> None:
+    """Drops `phase`'s lines after `step` (a resumed run logs them again)."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path, encoding='utf-8') as f:
+      lines = f.readlines()
+    kept = [l for l in lines if not _after(l, phase, step)]
+    if len(kept) == len(lines):
+      return
+    tmp = f'{self.path}.tmp-{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.writelines(kept)
+    os.replace(tmp, self.path)
+
   def _writer(self, phase: str):
     if phase not in self._writers:
       from tensorboardX import SummaryWriter  # writes events without TensorFlow
@@ -45,6 +59,14 @@ class MetricsLog:
     for w in self._writers.values():
       w.close()
     self._writers = {}
+
+
+def _after(line: str, phase: str, step: int) -> bool:
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError:  # a line cut short by a kill: drop it
+    return True
+  return record.get('phase') == phase and record.get('step', 0) > step
 
 
 def progress(total: int, desc: str, initial: int = 0, unit: str = 'step') -> tqdm:

@@ -21,7 +21,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from kdjax import checkpoint, parallel
+from kdjax import checkpoint, interrupt, parallel
 from kdjax.data.batching import TrainBatches, eval_batches
 from kdjax.data.tasks import TaskSpec
 from kdjax.errors import KdjaxError
@@ -135,6 +135,8 @@ def predict_all(predict: Callable, params, arrays: dict[str, np.ndarray],
   outputs, in_flight = [], None
   bar = progress(math.ceil(n / batch_size), desc, unit='batch') if desc else None
   for batch in eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+    if desc:  # a long pass (teacher outputs); short dev evaluations finish first
+      interrupt.check(desc)
     del batch['weights']  # padding rows are trimmed below
     out = predict(params, parallel.to_global(batch, mesh))
     if jax.process_count() > 1:
@@ -179,19 +181,48 @@ def _check_finite(phase: str, step: int, metrics: dict[str, float], last_saved: 
                      'learning rate or check the data')
 
 
+def _stop_signal(step: int, checkpoint_every: int) -> int | None:
+  """The signal asking this run to stop after `step`, if any. Hosts must agree
+  (saving is collective), so multi-host runs compare flags at checkpoint steps."""
+  if jax.process_count() == 1:
+    return interrupt.requested()
+  if step % checkpoint_every:
+    return None
+  flags = multihost_utils.process_allgather(np.int32(interrupt.requested() or 0))
+  return int(np.max(flags)) or None
+
+
 def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
               log: MetricsLog) -> State:
   """Trains `state` to `phase.total_steps`, resuming from the latest checkpoint."""
+  checkpoint.check_space(phase.checkpoint_dir, state, phase.keep_checkpoints)
   manager = checkpoint.open_manager(phase.checkpoint_dir, phase.keep_checkpoints)
+  try:
+    state, last_saved = _resume(phase, state, manager, log)
+    bar = progress(phase.total_steps, phase.name, initial=int(state['step']))
+    try:  # the bar ends its line before any error message is printed
+      return _train_steps(phase, state, rng, mesh, log, manager, bar, last_saved)
+    finally:
+      bar.close()
+  finally:
+    manager.close()
+
+
+def _resume(phase: Phase, state: State, manager, log: MetricsLog) -> tuple[State, int | None]:
+  """The latest checkpoint (or `state`) and the step it was saved at."""
   restored = checkpoint.restore_latest(manager, state)
-  if restored is not None:
-    state = restored
-  start = int(state['step'])
+  if restored is None:
+    return state, None
+  start = int(restored['step'])
   if start > phase.total_steps:
     raise KdjaxError(f'{phase.checkpoint_dir} holds step {start}, beyond this run\'s '
                      f'{phase.total_steps} steps; use a new --workdir for a shorter run')
-  last_saved = start if restored is not None else None
-  bar = progress(phase.total_steps, phase.name, initial=start)
+  log.rewind(phase.name, start)  # steps after the checkpoint are logged again
+  return restored, start
+
+
+def _train_steps(phase: Phase, state: State, rng: jax.Array, mesh: Mesh, log: MetricsLog,
+                 manager, bar, last_saved: int | None) -> State:
   pending = None  # (step, device metrics) of the previous step, read a step late
 
   def flush(item):
@@ -202,7 +233,7 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
       log.write(phase.name, step, host)
       bar.set_postfix(loss=f'{host["loss"]:.4f}')
 
-  for step in range(start, phase.total_steps):
+  for step in range(int(state['step']), phase.total_steps):
     batch = parallel.to_global(phase.batches.batch_at(step), mesh)
     state, metrics = phase.train_step(state, batch, rng)
     if pending is not None:
@@ -210,19 +241,23 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
     pending = (step + 1, metrics)
     bar.update(1)
     done = step + 1 == phase.total_steps
-    if done or (step + 1) % phase.checkpoint_every == 0:
+    stop_signal = _stop_signal(step + 1, phase.checkpoint_every)
+    if done or (step + 1) % phase.checkpoint_every == 0 or stop_signal is not None:
       flush(pending)  # never save a state whose loss was not finite
       pending = None
-      checkpoint.save(manager, step + 1, state)
+      checkpoint.save(manager, step + 1, state, last_saved)
       last_saved = step + 1
+    if stop_signal is not None and not done:
+      raise interrupt.Stopped(
+          f'stopped by {interrupt.signal_name(stop_signal)}: {phase.name} saved at step '
+          f'{step + 1} of {phase.total_steps} in {phase.checkpoint_dir}; rerun the same '
+          'command to resume', stop_signal)
     if done or (step + 1) % phase.eval_every == 0:
       dev = phase.eval_fn(state['params'])
       if dev:  # phases without a dev metric (MLM pre-training) return {}
         log.write(phase.name, step + 1, {f'dev_{k}': v for k, v in dev.items()})
   if pending is not None:
     flush(pending)
-  bar.close()
-  manager.close()
   return state
 
 
