@@ -32,7 +32,8 @@ def open_manager(directory: str, keep: int = 2) -> ocp.CheckpointManager:
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, kept: int | None) -> None:
+def save(manager: ocp.CheckpointManager, step: int, state: Any, kept: int | None = None
+         ) -> None:
   """Saves `state` as `step`; a full or read-only disk becomes a one-line error
   that names the checkpoint still there (`kept`, the last complete step)."""
   try:

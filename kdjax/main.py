@@ -15,7 +15,7 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kdjax import defaults
+from kdjax import config_check, defaults, interrupt
 from kdjax.errors import KdjaxError
 
 _FLAGS: dict = {}
@@ -99,8 +99,8 @@ def main(argv: list[str]) -> None:
     fail(f'cannot load the config file: {_one_line(e)}')
   workdir = _FLAGS['workdir'].value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   try:
-    from kdjax import checkpoint, interrupt  # imports jax: after flag errors are reported
-    from kdjax.methods import get_method
+    config_check.check(config_dict)
+    from kdjax.methods import get_method  # imports jax: after config errors are reported
     method = get_method(config_dict.get('method', 'kd'))
     check_same_config(workdir, config_dict)
     interrupt.install()
@@ -117,6 +117,7 @@ def main(argv: list[str]) -> None:
     fail('interrupted; rerun the same command to resume from the last checkpoint',
          EXIT_INTERRUPTED)
   except Exception as e:  # a bug, not bad input: still one line unless --verbose
+    from kdjax import checkpoint
     disk_error = checkpoint.os_error_in(e)
     if disk_error is not None and disk_error.errno in checkpoint.DISK_ERRORS:
       fail(f'cannot write {disk_error.filename or "to the workdir"} ({disk_error.strerror}); '

@@ -50,3 +50,21 @@ def load_config(name: str, arg: str | None = None):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def pytest_configure(config):
+  # The same generated cases on every run, so CI is reproducible; set
+  # KDJAX_HYPOTHESIS_EXPLORE=1 to draw new ones.
+  from hypothesis import settings
+  settings.register_profile('kdjax', derandomize=not os.environ.get('KDJAX_HYPOTHESIS_EXPLORE'))
+  settings.load_profile('kdjax')
+
+
+def pytest_terminal_summary(terminalreporter):
+  import sys
+  module = sys.modules.get('tests.test_bad_input')
+  if module is None or not module.CASES:
+    return
+  cases = module.CASES
+  parts = ', '.join(f'{n} {k}' for k, n in cases.items())
+  terminalreporter.write_line(f'bad-input suite: {sum(cases.values())} generated cases ({parts})')

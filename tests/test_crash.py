@@ -122,7 +122,7 @@ def test_half_written_checkpoint_is_never_loaded(tmp_path):
   import jax.numpy as jnp
   manager = checkpoint.open_manager(str(tmp_path / 'ckpt'))
   template = {'step': jnp.int32(0), 'w': jnp.zeros(3)}
-  checkpoint.save(manager, 4, {'step': jnp.int32(4), 'w': jnp.ones(3)}, None)
+  checkpoint.save(manager, 4, {'step': jnp.int32(4), 'w': jnp.ones(3)})
   manager.close()
   # What a kill during the save of step 6 leaves: orbax's temporary directory,
   # with part of the files (here: all of step 4's, then one cut in half).

@@ -7,6 +7,7 @@ labelled test data, else 'dev'.
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 import os
@@ -98,10 +99,22 @@ def _read_tsv_rows(path: str) -> list[list[str]]:
     raise KdjaxError(f'data file {path} is missing; check --config.data.glue_dir '
                      '(or the KDJAX_GLUE_DIR environment variable)')
   try:
-    with open(path, encoding='utf-8-sig', newline='') as f:
-      return list(csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE))
+    text = _read_text_file(path)
+    return list(csv.reader(io.StringIO(text, newline=''), delimiter='\t',
+                           quoting=csv.QUOTE_NONE))
   except UnicodeDecodeError as e:
     raise KdjaxError(f'{path} is not valid UTF-8 ({e})') from None
+  except csv.Error as e:  # NUL bytes, fields over the size limit
+    raise KdjaxError(f'{path} is not a readable TSV file ({e})') from None
+
+
+def _read_text_file(path: str) -> str:
+  """The file's text (UTF-8, optional BOM); NUL bytes mean it is not a text file."""
+  with open(path, encoding='utf-8-sig', newline='') as f:
+    text = f.read()
+  if '\x00' in text:
+    raise KdjaxError(f'{path} contains NUL bytes; is it a text file?')
+  return text
 
 
 def _columns(header: list[str], wanted, path: str) -> list[int]:
@@ -179,9 +192,12 @@ def _read_records(path: str) -> list[dict]:
     raise KdjaxError(f'data file {path} is missing')
   ext = os.path.splitext(path)[1].lower()
   try:
-    with open(path, encoding='utf-8-sig', newline='') as f:
+    with io.StringIO(_read_text_file(path), newline='') as f:
       if ext in ('.csv', '.tsv'):
         reader = csv.DictReader(f, delimiter='\t' if ext == '.tsv' else ',')
+        header = reader.fieldnames or []
+        if len(set(header)) != len(header):
+          raise KdjaxError(f'{path}: the header names a column twice ({header})')
         records = []
         for line, rec in enumerate(reader, start=2):
           if None in rec or any(v is None for v in rec.values()):
@@ -199,6 +215,8 @@ def _read_records(path: str) -> list[dict]:
     raise KdjaxError(f'{path} is not valid UTF-8 ({e})') from None
   except json.JSONDecodeError as e:
     raise KdjaxError(f'{path} is not valid JSON ({e})') from None
+  except csv.Error as e:  # NUL bytes, fields over the size limit
+    raise KdjaxError(f'{path} is not a readable {ext[1:].upper()} file ({e})') from None
   raise KdjaxError(f'{path}: unsupported file type {ext!r}; use .csv, .tsv, .json or .jsonl')
 
 
@@ -211,13 +229,25 @@ def read_user_file(path: str, spec: TaskSpec, label_column: str) -> Examples:
       have = list(records[0]) if isinstance(records[0], dict) else type(records[0]).__name__
       raise KdjaxError(f'{path} has no column {col!r} (columns: {have}); set '
                        '--config.data.text_columns / --config.data.label_column')
-  try:
-    texts = [[str(r[c]) for r in records] for c in spec.text_columns]
-    raw_labels = [str(r[label_column]) for r in records]
-  except (KeyError, TypeError) as e:
-    raise KdjaxError(f'{path}: a record lacks column {e}') from None
+  texts = [[_cell(r, c, row, path) for row, r in enumerate(records, 1)]
+           for c in spec.text_columns]
+  raw_labels = [_cell(r, label_column, row, path) for row, r in enumerate(records, 1)]
   return Examples(texts[0], texts[1] if len(texts) > 1 else None,
                   label_ids(raw_labels, spec, path))
+
+
+def _cell(record, column: str, row: int, path: str) -> str:
+  """One text or label value as a string; JSON nulls, lists and objects are
+  refused rather than read as the text 'None' or '[...]'."""
+  if not isinstance(record, dict):
+    raise KdjaxError(f'{path}: record {row} is a {type(record).__name__}, not an object')
+  if column not in record:
+    raise KdjaxError(f'{path}: record {row} lacks column {column!r}')
+  value = record[column]
+  if value is None or isinstance(value, (list, dict)):
+    raise KdjaxError(f'{path}: record {row} has {json.dumps(value)[:40]} in column '
+                     f'{column!r}; give a string or a number')
+  return str(value)
 
 
 def user_label_names(train_file: str, label_column: str) -> tuple[str, ...]:
@@ -228,7 +258,8 @@ def user_label_names(train_file: str, label_column: str) -> tuple[str, ...]:
   if not all(isinstance(r, dict) and label_column in r for r in records):
     raise KdjaxError(f'{train_file} has no column {label_column!r} in every row; set '
                      '--config.data.label_column')
-  return tuple(sorted({str(r[label_column]) for r in records}))
+  return tuple(sorted({_cell(r, label_column, row, train_file)
+                       for row, r in enumerate(records, 1)}))
 
 
 # ---------------------------------------------------------------- identity

@@ -19,6 +19,7 @@ class TaskSpec:
   text_columns: tuple[str, ...]          # one (single sentence) or two (pair)
   label_names: tuple[str, ...] | None
   metrics: tuple[str, ...]
+  score_range: tuple[float, float] | None = None  # regression: the scores a file may hold
 
   @property
   def regression(self) -> bool:
@@ -55,7 +56,8 @@ GLUE_TASKS: dict[str, TaskSpec] = {
     'cola': TaskSpec('cola', ('sentence',), ('0', '1'), ('mcc', 'accuracy')),  # MCC is GLUE's
     'sst2': TaskSpec('sst2', ('sentence',), ('0', '1'), ('accuracy',)),
     'mrpc': TaskSpec('mrpc', ('sentence1', 'sentence2'), ('0', '1'), ('accuracy', 'f1')),
-    'stsb': TaskSpec('stsb', ('sentence1', 'sentence2'), None, ('pearson', 'spearman')),
+    'stsb': TaskSpec('stsb', ('sentence1', 'sentence2'), None, ('pearson', 'spearman'),
+                     score_range=(0.0, 5.0)),
     'rte': TaskSpec('rte', ('sentence1', 'sentence2'), ('entailment', 'not_entailment'),
                     ('accuracy',)),
     'wnli': TaskSpec('wnli', ('sentence1', 'sentence2'), ('0', '1'), ('accuracy',)),
@@ -81,9 +83,16 @@ def label_ids(raw_labels: list[str], spec: TaskSpec, where: str) -> np.ndarray:
   """Maps label strings to class ids (or floats for regression), naming bad rows."""
   if spec.regression:
     try:
-      return np.asarray([float(x) for x in raw_labels], np.float32)
+      scores = np.asarray([float(x) for x in raw_labels], np.float64)
     except ValueError as e:
       raise KdjaxError(f'{where}: regression label is not a number ({e})') from None
+    low, high = spec.score_range or (-np.inf, np.inf)
+    bad = np.flatnonzero(~np.isfinite(scores) | (scores < low) | (scores > high))
+    if bad.size:
+      allowed = f'in [{low}, {high}]' if spec.score_range else 'finite'
+      raise KdjaxError(f'{where}: row {bad[0] + 1} has score {raw_labels[bad[0]]!r}; scores '
+                       f'must be {allowed}')
+    return scores.astype(np.float32)
   index = {name: i for i, name in enumerate(spec.label_names)}
   ids = np.empty(len(raw_labels), np.int32)
   for row, label in enumerate(raw_labels):

@@ -31,6 +31,18 @@ class BertConfig:
   initializer_range: float = 0.02
 
   def __post_init__(self):
+    for name in ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
+                 'max_position_embeddings', 'type_vocab_size'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'{name} is {value!r}, not a positive integer')
+    for name in ('hidden_dropout', 'attention_dropout'):
+      if not 0 <= getattr(self, name) < 1:
+        raise ValueError(f'{name} is {getattr(self, name)!r}, not in [0, 1)')
+    if not 0 < self.layer_norm_eps < 1:
+      raise ValueError(f'layer_norm_eps is {self.layer_norm_eps!r}, not in (0, 1)')
+    if not 0 <= self.pad_token_id < self.vocab_size:
+      raise ValueError(f'pad_token_id {self.pad_token_id} is outside the vocabulary')
     if self.hidden_size % self.num_heads:
       raise ValueError(f'hidden_size {self.hidden_size} is not a multiple of '
                        f'num_heads {self.num_heads}')

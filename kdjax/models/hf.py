@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Any, Iterator
@@ -126,11 +127,21 @@ def load_hf_checkpoint(checkpoint_dir: str, pooler_seed: int = 0) -> HFCheckpoin
     value = np.asarray(value, np.float32)
     flat[path] = value.T if transpose else value
   _check_shapes(flat, config, weights_path)
+  layers = {int(m.group(1)) for name in tensors
+            if (m := re.match(re.escape(prefix) + r'encoder\.layer\.(\d+)\.', name))}
+  if layers - set(range(config.num_layers)):
+    raise KdjaxError(f'{weights_path} holds {max(layers) + 1} encoder layers but config.json '
+                     f'says {config.num_layers}; the weights do not match the config')
 
   head, labels = None, None
   if 'classifier.weight' in tensors:
-    head = {'dense': {'kernel': np.asarray(tensors['classifier.weight'], np.float32).T,
-                      'bias': np.asarray(tensors['classifier.bias'], np.float32)}}
+    weight, bias = tensors['classifier.weight'], tensors.get('classifier.bias')
+    if bias is None or bias.ndim != 1 or weight.shape != (bias.shape[0], config.hidden_size):
+      raise KdjaxError(f'{weights_path}: classifier.weight {weight.shape} and classifier.bias '
+                       f'{None if bias is None else bias.shape} do not fit hidden size '
+                       f'{config.hidden_size}')
+    head = {'dense': {'kernel': np.asarray(weight, np.float32).T,
+                      'bias': np.asarray(bias, np.float32)}}
     id2label = hf.get('id2label') or {}
     labels = tuple(id2label[str(i)] if str(i) in id2label else id2label.get(i, str(i))
                    for i in range(head['dense']['bias'].shape[0]))
@@ -147,16 +158,20 @@ def _fresh_pooler(config: BertConfig, hf_name: str, seed: int) -> np.ndarray:
 
 
 def _check_shapes(flat, config: BertConfig, where: str) -> None:
-  expected = {
-      ('embeddings', 'word_embeddings', 'embedding'): (config.vocab_size, config.hidden_size),
-      ('embeddings', 'position_embeddings', 'embedding'):
-          (config.max_position_embeddings, config.hidden_size),
-      ('layer_0', 'intermediate', 'kernel'): (config.hidden_size, config.intermediate_size),
-  }
-  for path, shape in expected.items():
-    if path in flat and flat[path].shape != shape:
-      raise KdjaxError(f"{where}: {'/'.join(path)} has shape {flat[path].shape}, "
-                       f'config.json implies {shape}; the weights do not match the config')
+  """Every tensor against the shape `config` implies (computed without
+  allocating), and finite: a mismatch fails here, not as an XLA error later."""
+  import jax
+  from kdjax.models.bert import BertEncoder, init_params
+  expected = traverse_util.flatten_dict(jax.eval_shape(
+      lambda: init_params(BertEncoder(config), jax.random.PRNGKey(0))))
+  for path, value in flat.items():
+    want = expected[path].shape
+    if value.shape != want:
+      raise KdjaxError(f"{where}: {'/'.join(path)} has shape {value.shape}, config.json "
+                       f'implies {want}; the weights do not match the config')
+    if not np.isfinite(value).all():
+      raise KdjaxError(f"{where}: {'/'.join(path)} holds NaN or Inf values; the "
+                       'checkpoint is damaged')
 
 
 def hf_state_dict(config: BertConfig, encoder_params, head_params=None) -> dict[str, np.ndarray]:
