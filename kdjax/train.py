@@ -311,7 +311,7 @@ def ensure_writable(workdir: str) -> None:
   """Fails before any work if `workdir` cannot be created or written."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write-test')
+    probe = os.path.join(workdir, f'.write-test-{os.getpid()}')  # one per process
     with open(probe, 'w') as f:
       f.write('ok')
     os.remove(probe)

@@ -28,9 +28,10 @@ OVERRIDES = ('--config.data.max_length=32', '--config.data.max_train_examples=32
              '--config.eval_every=4', '--config.log_every=1', '--config.speed_repeats=1')
 
 
-def command(teacher_dir, workdir):
+def command(teacher_dir, workdir, *more_overrides):
   return [sys.executable, '-m', 'kdjax.main', '--config', 'kdjax/defaults.py:quick',
-          f'--config.teacher.checkpoint={teacher_dir}', *OVERRIDES, '--workdir', str(workdir)]
+          f'--config.teacher.checkpoint={teacher_dir}', *OVERRIDES, *more_overrides,
+          '--workdir', str(workdir)]
 
 
 def start(teacher_dir, workdir, **kwargs):
