@@ -18,6 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'mtdnn_kd'           # this pipeline (kdjax/methods/mtdnn.py)
   c.seed = 0                      # student init, dropout and task/data order
+  c.compute_dtype = 'float32'     # 'bfloat16': bf16 activations/matmuls, float32 weights and losses
   c.eval_every = 400              # steps between dev evaluations (all tasks)
   c.checkpoint_every = 200        # steps between checkpoints (and one at the end)
   c.keep_checkpoints = 2          # checkpoints kept per phase

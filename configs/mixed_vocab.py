@@ -20,6 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'mixed_vocab'        # this pipeline (kdjax/methods/mixed_kd.py)
   c.seed = 0                      # inits, dropout, data order, segmentation and masking
+  c.compute_dtype = 'float32'     # 'bfloat16': bf16 activations/matmuls, float32 weights and losses
   c.eval_every = 200              # steps between dev evaluations (task stages)
   c.checkpoint_every = 200        # steps between checkpoints (and one per stage end)
   c.keep_checkpoints = 2          # checkpoints kept per stage

@@ -20,6 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'rl_kd'              # this pipeline (kdjax/methods/rlkd.py)
   c.seed = 0                      # student and policy init, dropout, data order, actions
+  c.compute_dtype = 'float32'     # 'bfloat16': bf16 activations/matmuls, float32 weights and losses
   c.eval_every = 200              # steps between dev evaluations
   c.checkpoint_every = 200        # steps between checkpoints (and one per stage end)
   c.keep_checkpoints = 2          # checkpoints kept per stage

@@ -39,8 +39,14 @@ RULES: dict[str, Rule] = {
 }
 
 
+CHOICES: dict[str, tuple[str, ...]] = {'compute_dtype': ('float32', 'bfloat16')}
+
+
 def check(config: dict) -> None:
   """Raises KdjaxError naming the first out-of-range value of `config` (a dict)."""
+  for key, allowed in CHOICES.items():
+    if key in config and config[key] not in allowed:
+      raise KdjaxError(f'{key} is {config[key]!r}; use one of {list(allowed)}')
   _check_section(config, '')
 
 

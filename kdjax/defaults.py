@@ -18,6 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'kd'                 # 'kd' (single teacher) | 'mtdnn_kd' (configs/glue_mtdnn_kd.py)
   c.seed = 0                      # model init, dropout and data order
+  c.compute_dtype = 'float32'     # 'bfloat16': bf16 activations/matmuls, float32 weights and losses
   c.eval_every = 100              # steps between dev evaluations
   c.checkpoint_every = 100        # steps between checkpoints (and one at the end)
   c.keep_checkpoints = 2          # checkpoints kept per phase

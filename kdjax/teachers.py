@@ -6,6 +6,7 @@ reruns read them instead of running the teacher every step.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,8 +37,9 @@ def resolve_teacher_dir(checkpoint: str) -> str:
   return os.path.abspath(os.path.expanduser(checkpoint)) if checkpoint else bundled_teacher_dir()
 
 
-def open_teacher(checkpoint: str, max_length: int, seed: int):
-  """(directory, HFCheckpoint, tokenizer) of the teacher, checked against the run.
+def open_teacher(checkpoint: str, max_length: int, seed: int, dtype: str = 'float32'):
+  """(directory, HFCheckpoint, tokenizer) of the teacher, checked against the run;
+  its config computes in `dtype` (students derived from it inherit it).
 
   Everything here fails before a run writes anything: a missing or corrupt
   checkpoint, a tokenizer larger than the embedding table, or sequences longer
@@ -47,6 +49,10 @@ def open_teacher(checkpoint: str, max_length: int, seed: int):
   from kdjax.models.hf import load_hf_checkpoint
   teacher_dir = resolve_teacher_dir(checkpoint)
   ckpt = load_hf_checkpoint(teacher_dir, pooler_seed=seed)
+  try:
+    ckpt = dataclasses.replace(ckpt, config=dataclasses.replace(ckpt.config, dtype=dtype))
+  except ValueError as e:
+    raise KdjaxError(f'compute_dtype: {e}') from None
   tokenizer = load_tokenizer(teacher_dir)
   check_tokenizer(tokenizer, ckpt.config.vocab_size, teacher_dir)
   if max_length > ckpt.config.max_position_embeddings:
@@ -64,6 +70,13 @@ def build_teacher(ckpt: HFCheckpoint, spec: TaskSpec, seed: int):
   if head is not None and head['dense']['bias'].shape == (spec.num_outputs,):
     params['classifier'] = head
   return model, params
+
+
+def dtype_parts(config) -> tuple[str, ...]:
+  """Key parts for the compute dtype: none for float32, so the keys of stored
+  float32 teachers and caches stay what they were."""
+  dtype = config.get('compute_dtype', 'float32')
+  return () if dtype == 'float32' else (dtype,)
 
 
 def config_key(*parts) -> str:

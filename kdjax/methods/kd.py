@@ -42,7 +42,7 @@ def task_teacher(config, workdir: str, ckpt, spec, train_arrays: dict, data_key:
   if store:
     section = {k: v for k, v in config.teacher.to_dict().items() if k != 'store_dir'}
     root = os.path.join(store, spec.name, 'teacher-' + teachers.config_key(
-        section, data_key, config.data.max_length))
+        section, data_key, config.data.max_length, *teachers.dtype_parts(config)))
   t_model, t_params = teachers.build_teacher(ckpt, spec, seed)
   t_predict = train.jit_predict(t_model, mesh)
   if config.teacher.epochs > 0:
@@ -52,7 +52,7 @@ def task_teacher(config, workdir: str, ckpt, spec, train_arrays: dict, data_key:
         eval_fn_for(t_predict), alpha=1.0, temperature=1.0, seed=seed)
   t_params = parallel.replicate(t_params, mesh)
   cache_key = '-'.join((teachers.params_digest(t_params), data_key,
-                        str(config.data.max_length)))
+                        str(config.data.max_length), *teachers.dtype_parts(config)))
   inputs = {k: train_arrays[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')}
   teacher_logits = teachers.cached_outputs(
       os.path.join(root, 'cache'), cache_key,
@@ -66,8 +66,8 @@ def run(config, workdir: str) -> dict:
   started = time.time()
   train.ensure_writable(workdir)
   max_length = config.data.max_length
-  teacher_dir, ckpt, tokenizer = teachers.open_teacher(config.teacher.checkpoint,
-                                                       max_length, config.seed)
+  teacher_dir, ckpt, tokenizer = teachers.open_teacher(
+      config.teacher.checkpoint, max_length, config.seed, config.compute_dtype)
 
   spec, splits = load_task(config.data)
   dev_split, final_split = during_training_eval_split(splits), final_eval_split(splits)

@@ -95,7 +95,7 @@ def _stage_keys(config, teacher_dir: str, corpus: list[str]) -> tuple[str, str]:
                                                                        'pretrain')}
   stage1 = teachers.config_key(teacher_dir, mixed, config.student.hidden_size,
                                config.stage1.to_dict(), config.data.max_length,
-                               _corpus_key(config, corpus))
+                               _corpus_key(config, corpus), *teachers.dtype_parts(config))
   return stage1, teachers.config_key(stage1, config.student.to_dict(),
                                      config.stage2.to_dict())
 
@@ -117,7 +117,7 @@ def student_bert_config(config, vocab_size: int) -> BertConfig:
     return BertConfig(vocab_size=vocab_size, hidden_size=s.hidden_size,
                       num_layers=s.num_layers, num_heads=s.num_heads,
                       intermediate_size=s.intermediate_size,
-                      max_position_embeddings=s.max_positions)
+                      max_position_embeddings=s.max_positions, dtype=config.compute_dtype)
   except ValueError as e:
     raise KdjaxError(f'student config: {e}') from None
 
@@ -186,7 +186,7 @@ def run(config, workdir: str) -> dict:
   train.ensure_writable(workdir)
   length = config.data.max_length
   teacher_dir, ckpt, tok_t = teachers.open_teacher(config.teacher.checkpoint, length,
-                                                   config.seed)
+                                                   config.seed, config.compute_dtype)
   spec, splits = sources.load_task(config.data)
   dev_split, final_split = (sources.during_training_eval_split(splits),
                             sources.final_eval_split(splits))

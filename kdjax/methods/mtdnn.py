@@ -83,7 +83,8 @@ def _class_labels(arrays, spec):
 
 def _ensemble_key(config, task: TaskData, teacher_dir: str) -> str:
   identity = json.dumps({'teacher': config.teacher.to_dict(), 'dir': teacher_dir,
-                         'data': task.fingerprint, 'max_length': config.data.max_length},
+                         'data': task.fingerprint, 'max_length': config.data.max_length,
+                         **{'dtype': d for d in teachers.dtype_parts(config)}},
                         sort_keys=True, default=str)
   return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
@@ -248,8 +249,9 @@ def train_student(config, workdir: str, tasks: dict[str, TaskData], ckpt: HFChec
 def run(config, workdir: str) -> dict:
   started = time.time()
   train.ensure_writable(workdir)
-  teacher_dir, ckpt, tokenizer = teachers.open_teacher(config.teacher.checkpoint,
-                                                    config.data.max_length, config.teacher.seed)
+  teacher_dir, ckpt, tokenizer = teachers.open_teacher(
+      config.teacher.checkpoint, config.data.max_length, config.teacher.seed,
+      config.compute_dtype)
   if len(config.teacher.dropouts) < 1:
     raise KdjaxError('teacher.dropouts must list one dropout rate per ensemble member')
   tasks = load_tasks(config.data, tokenizer)

@@ -105,7 +105,8 @@ def truncated(ckpt: HFCheckpoint, num_layers: int) -> HFCheckpoint:
 def _store_key(config, specs, teacher_dir: str, data_fingerprint: str) -> str:
   section = {k: v for k, v in config.teacher.to_dict().items() if k != 'store_dir'}
   identity = json.dumps({'teacher': section, 'specs': specs, 'dir': teacher_dir,
-                         'data': data_fingerprint, 'max_length': config.data.max_length},
+                         'data': data_fingerprint, 'max_length': config.data.max_length,
+                         **{'dtype': d for d in teachers.dtype_parts(config)}},
                         sort_keys=True, default=str)
   return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
@@ -348,8 +349,8 @@ def run(config, workdir: str) -> dict:
   specs = teacher_specs(config.teacher)
   if config.distill.weighting == 'policy':
     rl_settings(config.rl)  # bad switches fail before any training
-  teacher_dir, ckpt, tokenizer = teachers.open_teacher(config.teacher.checkpoint,
-                                                       config.data.max_length, config.seed)
+  teacher_dir, ckpt, tokenizer = teachers.open_teacher(
+      config.teacher.checkpoint, config.data.max_length, config.seed, config.compute_dtype)
   spec, splits = sources.load_task(config.data)
   eval_split = sources.final_eval_split(splits)
   evaluated = sources.subsample(splits[eval_split], config.data.max_eval_examples,

@@ -29,6 +29,10 @@ class BertConfig:
   layer_norm_eps: float = 1e-12
   pad_token_id: int = 0
   initializer_range: float = 0.02
+  # Compute dtype of activations and matmuls ('float32' or 'bfloat16'). Params
+  # stay float32 (the master weights), softmaxes and losses run in float32.
+  # Not part of the HF config: an export holds float32 weights either way.
+  dtype: str = 'float32'
 
   def __post_init__(self):
     for name in ('vocab_size', 'hidden_size', 'num_layers', 'num_heads', 'intermediate_size',
@@ -41,6 +45,8 @@ class BertConfig:
         raise ValueError(f'{name} is {getattr(self, name)!r}, not in [0, 1)')
     if not 0 < self.layer_norm_eps < 1:
       raise ValueError(f'layer_norm_eps is {self.layer_norm_eps!r}, not in (0, 1)')
+    if self.dtype not in ('float32', 'bfloat16'):
+      raise ValueError(f"dtype {self.dtype!r}: use 'float32' or 'bfloat16'")
     if not 0 <= self.pad_token_id < self.vocab_size:
       raise ValueError(f'pad_token_id {self.pad_token_id} is outside the vocabulary')
     if self.hidden_size % self.num_heads:
@@ -75,6 +81,11 @@ class BertConfig:
         'initializer_range': self.initializer_range,
         'position_embedding_type': 'absolute',
     }
+
+
+def compute_dtype(config: BertConfig, override=None):
+  """The dtype a module computes in: `override` if given, else the config's."""
+  return override if override is not None else jnp.dtype(config.dtype)
 
 
 def _dense(features: int, config: BertConfig, name: str, dtype) -> nn.Dense:
@@ -161,23 +172,24 @@ class BertEncoder(nn.Module):
   where `use` is true (mixed-vocabulary input).
   """
   config: BertConfig
-  dtype: Any = jnp.float32
+  dtype: Any = None  # None: the config's compute dtype
 
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, *,
                deterministic: bool = True, output_hidden_states: bool = False,
                output_attentions: bool = False, word_override=None):
     cfg = self.config
-    x = Embeddings(cfg, self.dtype, name='embeddings')(input_ids, token_type_ids, deterministic,
-                                                       word_override)
+    dtype = compute_dtype(cfg, self.dtype)
+    x = Embeddings(cfg, dtype, name='embeddings')(input_ids, token_type_ids, deterministic,
+                                                  word_override)
     mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
                           jnp.finfo(jnp.float32).min).astype(jnp.float32)
     hidden_states, attentions = [x], []
     for i in range(cfg.num_layers):
-      x, probs = Layer(cfg, self.dtype, name=f'layer_{i}')(x, mask_bias, deterministic)
+      x, probs = Layer(cfg, dtype, name=f'layer_{i}')(x, mask_bias, deterministic)
       hidden_states.append(x)
       attentions.append(probs)
-    pooled = jnp.tanh(_dense(cfg.hidden_size, cfg, 'pooler', self.dtype)(x[:, 0]))
+    pooled = jnp.tanh(_dense(cfg.hidden_size, cfg, 'pooler', dtype)(x[:, 0]))
     out = {'last_hidden_state': x, 'pooled': pooled}
     if output_hidden_states:
       out['hidden_states'] = tuple(hidden_states)

@@ -6,7 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kdjax.models.bert import BertConfig, BertEncoder
+from kdjax.models.bert import BertConfig, BertEncoder, compute_dtype
 
 
 class TaskHead(nn.Module):
@@ -31,7 +31,7 @@ class BertClassifier(nn.Module):
   """
   config: BertConfig
   num_labels: int
-  dtype: Any = jnp.float32
+  dtype: Any = None  # None: the config's compute dtype
 
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, *,
@@ -42,6 +42,7 @@ class BertClassifier(nn.Module):
         output_hidden_states=output_hidden_states,
         output_attentions=output_attentions)
     out['logits'] = TaskHead(self.num_labels, self.config.hidden_dropout,
-                             self.config.initializer_range, self.dtype,
+                             self.config.initializer_range,
+                             compute_dtype(self.config, self.dtype),
                              name='classifier')(out['pooled'], deterministic)
     return out

@@ -11,7 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kdjax.models.bert import BertConfig, BertEncoder
+from kdjax.models.bert import BertConfig, BertEncoder, compute_dtype
 from kdjax.models.heads import TaskHead
 
 
@@ -19,7 +19,7 @@ class MultiTaskModel(nn.Module):
   """`task_outputs[t]`: classes of task t (1 for a regression task)."""
   config: BertConfig
   task_outputs: tuple[int, ...]
-  dtype: Any = jnp.float32
+  dtype: Any = None  # None: the config's compute dtype
 
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, task_ids, *,
@@ -32,7 +32,8 @@ class MultiTaskModel(nn.Module):
     per_task = []
     for t, n in enumerate(self.task_outputs):
       logits = TaskHead(n, self.config.hidden_dropout, self.config.initializer_range,
-                        self.dtype, name=f'head_{t}')(out['pooled'], deterministic)
+                        compute_dtype(self.config, self.dtype),
+                        name=f'head_{t}')(out['pooled'], deterministic)
       per_task.append(jnp.pad(logits, ((0, 0), (0, width - n))))
     stacked = jnp.stack(per_task)                       # [T, B, width]
     out['logits'] = stacked[task_ids, jnp.arange(input_ids.shape[0])]

@@ -1,0 +1,77 @@
+"""bfloat16 compute (one switch, `compute_dtype`): float32 master weights and
+loss, activations and matmuls in bf16, results close to float32."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kdjax import parallel, students, train
+from kdjax.errors import KdjaxError
+from kdjax.models.bert import init_params
+from kdjax.models.heads import BertClassifier
+from kdjax.teachers import open_teacher
+from tests.conftest import TINY
+
+
+def _batch():
+  rng = np.random.default_rng(0)
+  return {
+      'input_ids': rng.integers(1000, 30000, (8, 16)).astype(np.int32),
+      'token_type_ids': np.zeros((8, 16), np.int32),
+      'attention_mask': (np.arange(16)[None] < rng.integers(6, 17, (8, 1))).astype(np.int32),
+      'labels': rng.integers(0, 3, 8).astype(np.int32),
+      'teacher_logits': rng.normal(size=(8, 3)).astype(np.float32),
+      'weights': np.ones(8, np.float32),
+  }
+
+
+def _train(dtype, params, batch, steps=3):
+  model = BertClassifier(dataclasses.replace(TINY, dtype=dtype), 3)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  tx = train.make_optimizer(train.Schedule(1e-3, 10, 0, 0.01))
+  step = train.jit_train_step(train.classifier_train_step, mesh, model=model, tx=tx,
+                              alpha=0.5, temperature=2.0, regression=False)
+  state = parallel.replicate(train.init_state(params, tx), mesh)
+  losses = []
+  for _ in range(steps):
+    state, metrics = step(state, parallel.to_global(batch, mesh), jax.random.PRNGKey(3))
+    losses.append(float(jax.device_get(metrics['loss'])))
+  logits = model.apply({'params': state['params']}, batch['input_ids'], batch['token_type_ids'],
+                       batch['attention_mask'])
+  return jax.device_get(state['params']), np.array(losses), jax.device_get(logits)
+
+
+def test_bfloat16_compute_keeps_float32_weights_and_stays_close():
+  params = jax.device_get(init_params(BertClassifier(TINY, 3), jax.random.PRNGKey(0)))
+  batch = _batch()
+  p32, loss32, out32 = _train('float32', params, batch)
+  p16, loss16, out16 = _train('bfloat16', params, batch)
+  # The switch changes the compute, not the weights or the loss dtype.
+  assert out16['last_hidden_state'].dtype == jnp.bfloat16
+  assert out16['logits'].dtype == jnp.float32
+  assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(p16))
+  # It does change the numbers (so this test can fail), but only a little.
+  assert np.abs(loss16 - loss32).max() > 0
+  np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
+  np.testing.assert_allclose(out16['logits'], out32['logits'], atol=5e-2)
+  # The bf16 run's updates point where the float32 run's do.
+  for a, b, p0 in zip(jax.tree_util.tree_leaves(p32), jax.tree_util.tree_leaves(p16),
+                      jax.tree_util.tree_leaves(params)):
+    u32, u16 = (a - p0).ravel(), (b - p0).ravel()
+    if np.linalg.norm(u32) > 1e-6:
+      cosine = u32 @ u16 / (np.linalg.norm(u32) * np.linalg.norm(u16))
+      assert cosine > 0.9, cosine
+
+
+def test_the_switch_reaches_teacher_and_student(tiny_teacher_dir):
+  _, ckpt, _ = open_teacher(tiny_teacher_dir, 32, 0, 'bfloat16')
+  assert ckpt.config.dtype == 'bfloat16'
+
+  class Student:
+    hidden_size, num_layers, num_heads, intermediate_size = 16, 1, 2, 32
+  assert students.student_config(ckpt.config, Student).dtype == 'bfloat16'
+  assert 'dtype' not in ckpt.config.to_hf_dict()  # exports hold float32 weights
+  with pytest.raises(KdjaxError, match='compute_dtype'):
+    open_teacher(tiny_teacher_dir, 32, 0, 'float16')
