@@ -42,6 +42,22 @@ def glue_dir() -> str:
   return GLUE_DIR
 
 
+def classifier_batch(rows: int = 8, length: int = 16, labels: int = 3) -> dict:
+  """A fixed random batch for a classifier step: ids, ragged masks, labels and
+  teacher logits."""
+  import numpy as np
+  rng = np.random.default_rng(0)
+  return {
+      'input_ids': rng.integers(1000, 30000, (rows, length)).astype(np.int32),
+      'token_type_ids': np.zeros((rows, length), np.int32),
+      'attention_mask': (np.arange(length)[None] <
+                         rng.integers(4, length + 1, (rows, 1))).astype(np.int32),
+      'labels': rng.integers(0, labels, rows).astype(np.int32),
+      'teacher_logits': rng.normal(size=(rows, labels)).astype(np.float32),
+      'weights': np.ones(rows, np.float32),
+  }
+
+
 def load_config(name: str, arg: str | None = None):
   """`configs/<name>.py`'s get_config(arg)."""
   import importlib.util

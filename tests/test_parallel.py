@@ -6,7 +6,7 @@ import numpy as np
 from kdjax import parallel, train
 from kdjax.models.bert import init_params
 from kdjax.models.heads import BertClassifier
-from tests.conftest import TINY
+from tests.conftest import TINY, classifier_batch
 
 
 def _step_on(devices, params, batch):
@@ -24,15 +24,7 @@ def _step_on(devices, params, batch):
 
 def test_four_devices_equal_one():
   assert jax.device_count() >= 4, 'conftest sets 4 fake CPU devices'
-  rng = np.random.default_rng(0)
-  batch = {
-      'input_ids': rng.integers(1, 1000, (8, 16)).astype(np.int32),
-      'token_type_ids': np.zeros((8, 16), np.int32),
-      'attention_mask': (np.arange(16)[None] < rng.integers(4, 17, (8, 1))).astype(np.int32),
-      'labels': rng.integers(0, 3, 8).astype(np.int32),
-      'teacher_logits': rng.normal(size=(8, 3)).astype(np.float32),
-      'weights': np.ones(8, np.float32),
-  }
+  batch = classifier_batch()
   params = jax.device_get(init_params(BertClassifier(TINY, 3), jax.random.PRNGKey(0)))
   one_state, one_metrics = _step_on(jax.devices()[:1], params, batch)
   four_state, four_metrics = _step_on(jax.devices()[:4], params, batch)

@@ -12,19 +12,7 @@ from kdjax.errors import KdjaxError
 from kdjax.models.bert import init_params
 from kdjax.models.heads import BertClassifier
 from kdjax.teachers import open_teacher
-from tests.conftest import TINY
-
-
-def _batch():
-  rng = np.random.default_rng(0)
-  return {
-      'input_ids': rng.integers(1000, 30000, (8, 16)).astype(np.int32),
-      'token_type_ids': np.zeros((8, 16), np.int32),
-      'attention_mask': (np.arange(16)[None] < rng.integers(6, 17, (8, 1))).astype(np.int32),
-      'labels': rng.integers(0, 3, 8).astype(np.int32),
-      'teacher_logits': rng.normal(size=(8, 3)).astype(np.float32),
-      'weights': np.ones(8, np.float32),
-  }
+from tests.conftest import TINY, classifier_batch
 
 
 def _train(dtype, params, batch, steps=3):
@@ -45,7 +33,7 @@ def _train(dtype, params, batch, steps=3):
 
 def test_bfloat16_compute_keeps_float32_weights_and_stays_close():
   params = jax.device_get(init_params(BertClassifier(TINY, 3), jax.random.PRNGKey(0)))
-  batch = _batch()
+  batch = classifier_batch()
   p32, loss32, out32 = _train('float32', params, batch)
   p16, loss16, out16 = _train('bfloat16', params, batch)
   # The switch changes the compute, not the weights or the loss dtype.
