@@ -7,8 +7,8 @@ labelled test data, else 'dev'.
 from __future__ import annotations
 
 import csv
-import io
 import hashlib
+import io
 import json
 import os
 import sys
