@@ -52,54 +52,61 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, kept: int | None
 
 @contextlib.contextmanager
 def _quiet_orbax():
-  """Orbax reports a failed write three times over: a logged traceback, the
-  exception (which the caller turns into one line), and one 'RuntimeError:
-  Event loop is closed' traceback per pending tensorstore write, printed to
-  sys.stderr from writer threads for a while after the failure. The first is
-  silenced and the last filtered out, during the save and, after a failure,
-  until the process ends."""
-  absl_logger = logging.getLogger('absl')
-  level, stderr = absl_logger.level, sys.stderr
-  absl_logger.setLevel(logging.CRITICAL)
+  """Orbax reports a failed write many times over: a logged traceback, the
+  exception (which the caller turns into one line), 'Task exception was never
+  retrieved' from asyncio for each pending write, and one 'RuntimeError: Event
+  loop is closed' traceback per pending tensorstore write, printed to
+  sys.stderr from writer threads for a while after the failure. The logs are
+  silenced and those tracebacks filtered out, during the save and, after a
+  failure, until the process ends."""
+  loggers = [logging.getLogger(name) for name in ('absl', 'asyncio')]
+  levels, stderr = [logger.level for logger in loggers], sys.stderr
+  for logger in loggers:
+    logger.setLevel(logging.CRITICAL)
   sys.stderr = _DropClosedLoopTracebacks(stderr)
   yield
-  absl_logger.setLevel(level)  # reached only after a successful save
+  for logger, level in zip(loggers, levels):  # reached only after a successful save
+    logger.setLevel(level)
   sys.stderr = stderr
 
 
 class _DropClosedLoopTracebacks:
   """A text stream that passes whole lines on, holds back each traceback until
-  its last line, and drops it if that is 'RuntimeError: Event loop is closed'."""
+  its last line, and drops it if that is 'RuntimeError: Event loop is closed'.
+  Several writer threads print at once, so lines are gathered per thread."""
 
   def __init__(self, stream):
     self._stream, self._lock = stream, threading.Lock()
-    self._partial, self._held = '', None  # text after the last newline; a traceback
+    self._partial, self._held = {}, {}  # per thread: text after the last newline; a traceback
 
   def write(self, text: str) -> int:
+    thread = threading.get_ident()
     with self._lock:
-      lines = (self._partial + text).split('\n')
-      self._partial = lines.pop()
-      for line in lines:
-        self._line(line + '\n')
+      lines = (self._partial.pop(thread, '') + text).split('\n')
+      if lines[-1]:
+        self._partial[thread] = lines[-1]
+      for line in lines[:-1]:
+        self._line(thread, line + '\n')
     return len(text)
 
-  def _line(self, line: str) -> None:
+  def _line(self, thread: int, line: str) -> None:
     if line.startswith('Traceback (most recent call last):'):
-      self._held = []
-    if self._held is None:
+      self._held[thread] = []
+    held = self._held.get(thread)
+    if held is None:
       self._stream.write(line)
       return
-    self._held.append(line)
+    held.append(line)
     if not line[0].isspace() and not line.startswith('Traceback'):  # the exception line
       if 'Event loop is closed' not in line:
-        self._stream.write(''.join(self._held))
-      self._held = None
+        self._stream.write(''.join(held))
+      del self._held[thread]
 
   def flush(self) -> None:
+    thread = threading.get_ident()
     with self._lock:
-      if self._held is None and self._partial:
-        self._stream.write(self._partial)
-        self._partial = ''
+      if thread not in self._held and thread in self._partial:
+        self._stream.write(self._partial.pop(thread))
     self._stream.flush()
 
   def __getattr__(self, name):

@@ -160,3 +160,35 @@ def test_too_little_space_fails_before_the_phase(tmp_path, monkeypatch):
   with pytest.raises(checkpoint.KdjaxError, match='2 MiB free but 3 checkpoints'):
     checkpoint.check_space(str(tmp_path / 'ckpt'), state, keep=2)
   checkpoint.check_space(str(tmp_path / 'ckpt'), state, keep=1)  # 2 MiB fits
+
+
+def test_closed_loop_tracebacks_from_many_threads_are_dropped():
+  import io
+  import threading
+  import traceback
+  sink = io.StringIO()
+  stream = checkpoint._DropClosedLoopTracebacks(sink)
+
+  def print_closed_loop_traceback():
+    try:
+      raise RuntimeError('Event loop is closed')
+    except RuntimeError as e:
+      for line in traceback.format_exception(e):  # one write per line, as threads interleave
+        stream.write(line)
+        time.sleep(0.001)
+
+  threads = [threading.Thread(target=print_closed_loop_traceback) for _ in range(8)]
+  for thread in threads:
+    thread.start()
+  stream.write('kdjax: error: one line\n')
+  for thread in threads:
+    thread.join()
+  try:
+    raise ValueError('a real failure')
+  except ValueError as e:
+    stream.write(''.join(traceback.format_exception(e)))
+  stream.flush()
+  assert sink.getvalue().count('Traceback') == 1
+  assert 'kdjax: error: one line\n' in sink.getvalue()
+  assert 'ValueError: a real failure' in sink.getvalue()
+  assert 'Event loop is closed' not in sink.getvalue()
