@@ -212,6 +212,8 @@ def _resume(phase: Phase, state: State, manager, log: MetricsLog) -> tuple[State
   """The latest checkpoint (or `state`) and the step it was saved at."""
   restored = checkpoint.restore_latest(manager, state)
   if restored is None:
+    # A run killed before the phase's first checkpoint may have logged steps.
+    log.rewind(phase.name, int(state['step']))
     return state, None
   start = int(restored['step'])
   if start > phase.total_steps:

@@ -192,3 +192,25 @@ def test_closed_loop_tracebacks_from_many_threads_are_dropped():
   assert 'kdjax: error: one line\n' in sink.getvalue()
   assert 'ValueError: a real failure' in sink.getvalue()
   assert 'Event loop is closed' not in sink.getvalue()
+
+
+def test_steps_logged_before_the_first_checkpoint_are_dropped_on_resume(tmp_path):
+  # A kill after a step was logged but before the phase's first checkpoint
+  # completed: the restarted phase begins at step 0 and logs those steps again.
+  import types
+  import jax.numpy as jnp
+  from kdjax import train
+  from kdjax.observe import MetricsLog
+  log = MetricsLog(str(tmp_path))
+  log.write('teacher', 4, {'loss': 0.5})  # an earlier, finished phase stays
+  log.write('student', 1, {'loss': 1.0})
+  log.write('student', 2, {'loss': 0.9})
+  phase = types.SimpleNamespace(name='student', total_steps=8,
+                                checkpoint_dir=str(tmp_path / 'ckpt'))
+  state = {'step': jnp.zeros((), jnp.int32), 'w': jnp.ones(3)}
+  manager = checkpoint.open_manager(phase.checkpoint_dir)
+  restored, start = train._resume(phase, state, manager, log)
+  manager.close()
+  assert start is None and restored is state
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert [(l['phase'], l['step']) for l in lines] == [('teacher', 4)]
