@@ -167,8 +167,7 @@ def kdjax_worker(pair: str, quick: bool) -> dict:
           fresh_state(), batch, rng, model=s_model, tx=tx, alpha=ALPHA,
           temperature=TEMPERATURE, regression=False).compile()
   result['student_step_flops'] = _flops(compiled)
-  result['student_step_profile_ms'] = profile_breakdown(compiled, (holder['state'], batch, rng),
-                                                        compiled.as_text())
+  result['student_step_profile_ms'] = profile_breakdown(compiled, holder['state'], batch, rng)
   # Teacher forward at the training batch size (as the reference runs it).
   t_params = teacher_params(2)
   t_batch = parallel.to_global({k: v[steps[0]] for k, v in inputs.items()}, mesh)
@@ -218,7 +217,7 @@ def _flops(compiled) -> float:
   return float(cost.get('flops', float('nan')))
 
 
-def profile_breakdown(compiled, args, hlo_text: str, repeats: int = 10) -> dict[str, float]:
+def profile_breakdown(compiled, state, *args, repeats: int = 10) -> dict[str, float]:
   """Milliseconds per call of a compiled step, by kind of XLA operation, from a
   profiler trace (summed over the threads that run them, so the total can
   exceed the wall time). Kinds come from each op's name and its HLO metadata."""
@@ -228,12 +227,11 @@ def profile_breakdown(compiled, args, hlo_text: str, repeats: int = 10) -> dict[
   import tempfile
   import jax
   metadata = dict(re.findall(r'^\s*(?:ROOT )?%?([\w.-]+) = [^\n]*?op_name="([^"]*)"',
-                             hlo_text, re.M))
-  state, *rest = args
+                             compiled.as_text(), re.M))
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir)
     for _ in range(repeats):
-      state, metrics = compiled(state, *rest)
+      state, metrics = compiled(state, *args)
       jax.block_until_ready(metrics)
     jax.profiler.stop_trace()
     trace = glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True)[0]
@@ -462,8 +460,9 @@ def markdown(report: dict) -> str:
             '|---|---|' + '---|' * len(PROFILE_KINDS)]
   for pair, r in report['pairs'].items():
     profile = r['kdjax']['student_step_profile_ms']
-    lines.append(f"| {pair} | {r['kdjax']['student_step_s'] * 1e3:.0f} | " + ' | '.join(f"{profile.get(k, 0.0):.0f}"
-                                              for k in PROFILE_KINDS) + ' |')
+    cells = [f"{r['kdjax']['student_step_s'] * 1e3:.0f}"] + [f'{profile.get(k, 0.0):.0f}'
+                                                            for k in PROFILE_KINDS]
+    lines.append(f'| {pair} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines + [''])
 
 

@@ -211,15 +211,15 @@ def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
 def _resume(phase: Phase, state: State, manager, log: MetricsLog) -> tuple[State, int | None]:
   """The latest checkpoint (or `state`) and the step it was saved at."""
   restored = checkpoint.restore_latest(manager, state)
-  if restored is None:
-    # A run killed before the phase's first checkpoint may have logged steps.
-    log.rewind(phase.name, int(state['step']))
-    return state, None
-  start = int(restored['step'])
+  start = int((state if restored is None else restored)['step'])
   if start > phase.total_steps:
     raise KdjaxError(f'{phase.checkpoint_dir} holds step {start}, beyond this run\'s '
                      f'{phase.total_steps} steps; use a new --workdir for a shorter run')
-  log.rewind(phase.name, start)  # steps after the checkpoint are logged again
+  # Steps after the checkpoint (or, killed before the first one, every step the
+  # phase logged) are logged again.
+  log.rewind(phase.name, start)
+  if restored is None:
+    return state, None
   return restored, start
 
 
