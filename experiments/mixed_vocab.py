@@ -33,10 +33,9 @@ VARIANTS = {  # key: (label, mixed.pretrain, distill.alpha or None for the confi
 
 def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
   from kdjax.methods import mixed_kd
-  runs = {}
-  for task in tasks:
-    runs[task] = {}
-    for seed in seeds:
+  runs = {task: {} for task in tasks}
+  for seed in seeds:  # seed-major: a run stopped early has whole seeds of every task
+    for task in tasks:
       for key, (_, pretrain, alpha) in VARIANTS.items():
         c = config.copy_and_resolve_references()
         c.data.task, c.seed = task, seed
