@@ -72,6 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mixed.corpus = 'glue'         # 'task' | 'bbc' | 'glue' (all GLUE train sentences) | 'files'
   c.mixed.corpus_files = ()       # corpus=files: text files, one passage per line
   c.mixed.max_corpus_texts = 20000  # corpus subsample (0 = all)
+  c.mixed.embedding_init = 'teacher'  # 'teacher': student tables from the teacher's | 'random'
   c.mixed.mask_prob = 0.15        # MLM: share of word pieces chosen
   c.mixed.max_predictions = 12    # MLM: most chosen positions per sequence (static)
 

@@ -39,14 +39,20 @@ RULES: dict[str, Rule] = {
 }
 
 
-CHOICES: dict[str, tuple[str, ...]] = {'compute_dtype': ('float32', 'bfloat16')}
+# Keys with a closed set of values, by full dotted name (where a config has them).
+CHOICES: dict[str, tuple[str, ...]] = {'compute_dtype': ('float32', 'bfloat16'),
+                                       'mixed.embedding_init': ('teacher', 'random')}
 
 
 def check(config: dict) -> None:
   """Raises KdjaxError naming the first out-of-range value of `config` (a dict)."""
-  for key, allowed in CHOICES.items():
-    if key in config and config[key] not in allowed:
-      raise KdjaxError(f'{key} is {config[key]!r}; use one of {list(allowed)}')
+  for name, allowed in CHOICES.items():
+    *sections, key = name.split('.')
+    section = config
+    for part in sections:
+      section = section.get(part) if isinstance(section, dict) else None
+    if isinstance(section, dict) and key in section and section[key] not in allowed:
+      raise KdjaxError(f'{name} is {section[key]!r}; use one of {list(allowed)}')
   _check_section(config, '')
 
 

@@ -92,3 +92,25 @@ def _projected_embeddings(teacher_emb, student_emb, width: int):
     centred = t - mean if table == 'word_embeddings' else t
     out[table] = {'embedding': (centred @ basis).astype(np.float32)}
   return out
+
+
+def transferred_word_table(teacher_words: np.ndarray, piece_ids: np.ndarray,
+                           piece_mask: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+  """A word table for another vocabulary, from the teacher's, at a smaller width.
+
+  Each new token's vector is the mean of the teacher vectors of the pieces that
+  spell it (`kdjax.data.vocab.teacher_pieces_of`), then the table is reduced to
+  `width` dims on its top right-singular vectors (not centred: the mean word
+  direction is kept, so `table @ basis.T` stays close to the teacher's vectors).
+  teacher_words [V_T, d_T], piece_ids / piece_mask [V, P] -> (table [V, width],
+  basis [d_T, width] with orthonormal columns).
+  """
+  if width > teacher_words.shape[1]:
+    raise KdjaxError(f'a transferred word table needs width {width} <= the teacher\'s '
+                     f'{teacher_words.shape[1]}')
+  words = np.asarray(teacher_words, np.float64)
+  mask = np.asarray(piece_mask, np.float64)[..., None]
+  spelled = (words[piece_ids] * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
+  _, _, vt = np.linalg.svd(spelled, full_matrices=False)
+  basis = vt[:width].T
+  return (spelled @ basis).astype(np.float32), basis.astype(np.float32)

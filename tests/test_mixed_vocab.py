@@ -229,6 +229,39 @@ def test_stage2_gradients_reach_projection_and_student_embeddings(tokenizers, se
   assert 'student_up' not in new['params']
 
 
+def test_student_tokens_are_spelled_in_the_teacher_vocabulary(tokenizers):
+  tok_t, tok_s = tokenizers
+  ids, mask = vocab.teacher_pieces_of(tok_s, tok_t)
+  t_vocab = tok_t.get_vocab()
+  assert ids.shape == mask.shape == (len(tok_s), 8)
+  for token, i in tok_s.get_vocab().items():
+    pieces = tok_t.convert_ids_to_tokens(ids[i][mask[i] > 0].tolist())
+    if token in t_vocab:  # the teacher has it: itself (specials and '##' pieces too)
+      assert pieces == [token]
+    elif pieces != ['[UNK]']:  # else the teacher's pieces spell the same characters
+      assert ''.join(p.removeprefix('##') for p in pieces) == token.removeprefix('##')
+  assert mask.sum(1).min() >= 1
+
+
+def test_transferred_word_table_keeps_the_teachers_vectors():
+  from kdjax import students
+  rng = np.random.default_rng(0)
+  words = rng.normal(size=(50, 12)).astype(np.float32) + 0.5  # a mean direction, like BERT's
+  ids = np.array([[3, 0, 0], [4, 7, 9], [5, 6, 0]], np.int32)
+  mask = np.array([[1, 0, 0], [1, 1, 1], [1, 1, 0]], np.float32)
+  spelled = np.stack([words[3], words[[4, 7, 9]].mean(0), words[[5, 6]].mean(0)])
+  table, basis = students.transferred_word_table(words, ids, mask, 12)  # full width: exact
+  np.testing.assert_allclose(table @ basis.T, spelled, atol=1e-5)
+  table, basis = students.transferred_word_table(words, ids, mask, 2)
+  assert table.shape == (3, 2) and basis.shape == (12, 2)
+  np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-5)
+  # Rank 2 of 3 rows: the residual is the smallest singular value, the optimum.
+  residual = np.linalg.norm(table @ basis.T - spelled)
+  np.testing.assert_allclose(residual, np.linalg.svd(spelled, compute_uv=False)[-1], rtol=1e-4)
+  with pytest.raises(Exception, match='width'):
+    students.transferred_word_table(words, ids, mask, 13)
+
+
 def test_quick_mixed_vocab_run(tmp_path, glue_dir, tiny_teacher_dir):
   """configs/mixed_vocab.py:quick with a tiny teacher: vocabulary, Stages I-III,
   HF export with the student's vocabulary; the baseline shares the teacher."""
@@ -258,3 +291,14 @@ def test_quick_mixed_vocab_run(tmp_path, glue_dir, tiny_teacher_dir):
   assert base['teacher']['metrics'] == result['teacher']['metrics']
   base_phases = {json.loads(line)['phase'] for line in open(tmp_path / 'base' / 'metrics.jsonl')}
   assert 'stage1_dual_mlm' not in base_phases
+
+
+def test_unknown_embedding_init_is_refused_before_any_work():
+  from kdjax import config_check
+  from kdjax.errors import KdjaxError
+  from tests.conftest import load_config
+  config = load_config('mixed_vocab', 'quick').to_dict()
+  config_check.check(config)
+  config['mixed']['embedding_init'] = 'pca'
+  with pytest.raises(KdjaxError, match="mixed.embedding_init is 'pca'"):
+    config_check.check(config)

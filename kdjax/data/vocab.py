@@ -109,3 +109,27 @@ def segment_words(teacher_tokenizer, student_tokenizer, texts: list[str], max_wo
   out.update({f'student_{k}': v for k, v in student.items()})
   out['num_words'] = both.sum(axis=1).astype(np.int32)
   return out
+
+
+def teacher_pieces_of(student_tokenizer, teacher_tokenizer, max_pieces: int = 8
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """The teacher-vocabulary pieces that spell each student token.
+
+  Returns `ids` [V_S, max_pieces] and `mask` [V_S, max_pieces] (1 = a real
+  piece). A token the teacher also has maps to itself ('##ing' to '##ing',
+  '[CLS]' to '[CLS]'); any other is spelled by the teacher's WordPiece model
+  (a continuation '##xy' as the word 'xy'); one it cannot spell maps to [UNK].
+  """
+  t_vocab = teacher_tokenizer.get_vocab()
+  t_model = teacher_tokenizer.backend_tokenizer.model
+  s_tokens = sorted(student_tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+  ids = np.zeros((len(s_tokens), max_pieces), np.int32)
+  mask = np.zeros((len(s_tokens), max_pieces), np.float32)
+  for row, (token, _) in enumerate(s_tokens):
+    if token in t_vocab:
+      pieces = [t_vocab[token]]
+    else:
+      pieces = [t.id for t in t_model.tokenize(token.removeprefix('##'))][:max_pieces]
+      pieces = pieces or [t_vocab['[UNK]']]
+    ids[row, :len(pieces)], mask[row, :len(pieces)] = pieces, 1.0
+  return ids, mask

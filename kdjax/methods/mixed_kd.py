@@ -148,6 +148,15 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
   dual_params = jax.device_get(dual.init(jax.random.PRNGKey(seed), ids, ids, ids,
                                          np.ones_like(ids), ids[:, :2])['params'])
   dual_params['bert'] = ckpt.encoder_params
+  basis = None
+  if m.embedding_init == 'teacher':
+    table, basis = students.transferred_word_table(
+        np.asarray(ckpt.encoder_params['embeddings']['word_embeddings']['embedding']),
+        *vocab.teacher_pieces_of(tok_s, tok_t), s_config.hidden_size)
+    dual_params['student_embeddings'], dual_params['student_up'] = table, basis.T
+  elif m.embedding_init != 'random':
+    raise KdjaxError(f"unknown mixed.embedding_init {m.embedding_init!r}; use 'teacher' "
+                     "or 'random'")
   s1 = config.stage1
   dual_params = train.fit('stage1_dual_mlm', _STAGE1, dual_params, mixed_vocab.dual_mlm_step,
                           batches(s1, _STAGE1), s1.steps, s1, config, mesh,
@@ -162,6 +171,9 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
                                          np.ones_like(ids), ids[:, :2])['params'])
   s_params['bert']['embeddings']['word_embeddings']['embedding'] = np.asarray(
       jax.device_get(dual_params['student_embeddings']))
+  if basis is not None:  # the rest of the input layer, and U, in the same subspace
+    _transfer_to_student(s_params, ckpt.encoder_params['embeddings'], basis,
+                         np.asarray(jax.device_get(dual_params['student_up'])), s2.projection)
   layer_map = tuple(s2.layer_map) or students.default_layer_map(s_config.num_layers,
                                                                 ckpt.config.num_layers)
   if len(layer_map) != s_config.num_layers or not all(
@@ -176,6 +188,23 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
                        layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
                        hidden_weight=s2.hidden_weight, projection=s2.projection)
   return jax.device_get(s_params)['bert']
+
+
+def _transfer_to_student(s_params, teacher_embeddings, basis: np.ndarray, up: np.ndarray,
+                         projection: str) -> None:
+  """Starts the Stage-II student's position and token-type tables from the
+  teacher's, projected on `basis` [d_T, d_S] (the subspace of the transferred
+  word table), and its shared projection from the Stage-I up-projection `up`
+  [d_S, d_T] ('up'), or its transpose ('down'): the student starts in the
+  teacher's coordinates instead of relearning them."""
+  emb = s_params['bert']['embeddings']
+  for table in ('position_embeddings', 'token_type_embeddings'):
+    projected = np.asarray(teacher_embeddings[table]['embedding']) @ basis
+    rows = min(len(projected), len(emb[table]['embedding']))  # the rest stays random
+    start = np.array(emb[table]['embedding'], np.float32)
+    start[:rows] = projected[:rows]
+    emb[table] = {'embedding': start}
+  s_params['projection'] = (up if projection == 'up' else up.T).astype(np.float32)
 
 
 # ------------------------------------------------------------------ run
