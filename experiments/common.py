@@ -46,3 +46,12 @@ def apply_overrides(config, overrides: list[str]) -> None:
 def mean_std(values: list[float]) -> tuple[float, float]:
   """Mean and sample standard deviation (0 for a single value)."""
   return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def prepare_runtime() -> None:
+  """What `python -m kdjax.main` sets up before a run: quiet library logs and the
+  persistent compilation cache (the variants of an experiment share programs)."""
+  from absl import logging
+  from kdjax import compile_cache
+  logging.set_verbosity(logging.WARNING)
+  compile_cache.enable()

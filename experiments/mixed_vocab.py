@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from common import RESULTS, apply_overrides, load_config, mean_std
+from common import RESULTS, apply_overrides, load_config, mean_std, prepare_runtime
 
 VARIANTS = {  # key: (label, mixed.pretrain, distill.alpha or None for the config's)
     'task_only': ('same student, no distillation', False, 1.0),
@@ -157,8 +157,7 @@ def main() -> None:
     record['reading'] = reading(record['table'])
     write_results(name, record)
     return
-  from absl import logging
-  logging.set_verbosity(logging.WARNING)
+  prepare_runtime()
   from kdjax.summary import hardware
 
   started = time.time()

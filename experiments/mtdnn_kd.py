@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import HERE, apply_overrides, load_config, mean_std
+from common import HERE, apply_overrides, load_config, mean_std, prepare_runtime
 
 
 def build_table(runs: dict, teacher_summary: dict, tasks: list[str]) -> dict:
@@ -144,8 +144,7 @@ def main() -> None:
     record['reading'] = reading(record['table'], tasks)
     write_results(name, record, tasks)
     return
-  from absl import logging
-  logging.set_verbosity(logging.WARNING)
+  prepare_runtime()
   from kdjax.methods import mtdnn
   from kdjax.summary import hardware
 

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from common import RESULTS, apply_overrides, load_config, mean_std
+from common import RESULTS, apply_overrides, load_config, mean_std, prepare_runtime
 
 REWARDS = ('R1', 'R2', 'R3')
 
@@ -310,8 +310,7 @@ def main() -> None:
     draw_plots(record['table'], record['workdir'], name)
     write_results(name, record)
     return
-  from absl import logging
-  logging.set_verbosity(logging.WARNING)
+  prepare_runtime()
   from kdjax.summary import hardware
 
   started = time.time()

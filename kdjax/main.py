@@ -100,9 +100,10 @@ def main(argv: list[str]) -> None:
   workdir = _FLAGS['workdir'].value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
   try:
     config_check.check(config_dict)
-    from kdjax import distributed
+    from kdjax import compile_cache, distributed
     from kdjax.methods import get_method  # imports jax: after config errors are reported
     distributed.initialize()
+    compile_cache.enable()
     method = get_method(config_dict.get('method', 'kd'))
     check_same_config(workdir, config_dict)
     interrupt.install()

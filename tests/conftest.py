@@ -7,6 +7,8 @@ if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', '
                              ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_VERBOSITY', 'error')
+# Tests compile from scratch (test_compile_cache.py turns the cache on itself).
+os.environ.setdefault('KDJAX_COMPILATION_CACHE', 'off')
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
