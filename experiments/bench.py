@@ -31,6 +31,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -100,9 +101,13 @@ def timed(fn, repeats: int, sync) -> float:
 
 # ---------------------------------------------------------------- kdjax
 
-def kdjax_worker(pair: str, quick: bool) -> dict:
+def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
+  """Step rates, FLOPs and profile; with `teachers`, the end-to-end job alone
+  (in a process of its own: it pays every compilation and initialisation a run
+  pays, or finds them in the compilation cache the orchestrator names)."""
   import jax
-  from kdjax import parallel, train
+  from kdjax import compile_cache, parallel, train
+  compile_cache.enable()  # on only where the orchestrator names a cache dir
   from kdjax.models.bert import init_params
   from kdjax.models.heads import BertClassifier
   from kdjax.models.hf import load_hf_checkpoint
@@ -148,43 +153,42 @@ def kdjax_worker(pair: str, quick: bool) -> dict:
 
   rng = jax.random.PRNGKey(0)
   result = {}
-  # First step (compilation included), then steady-state student steps.
-  state = fresh_state()
-  fake_logits = np.zeros((j['examples'], NUM_LABELS), np.float32)
-  batch = batch_of(steps[0], fake_logits)
-  start = time.perf_counter()
-  state, metrics = step_fn(state, batch, rng)
-  jax.block_until_ready(metrics)
-  result['first_step_s'] = time.perf_counter() - start
-  holder = {'state': state}
+  if not teachers:
+    # First step (compilation included), then steady-state student steps.
+    state = fresh_state()
+    fake_logits = np.zeros((j['examples'], NUM_LABELS), np.float32)
+    batch = batch_of(steps[0], fake_logits)
+    start = time.perf_counter()
+    state, metrics = step_fn(state, batch, rng)
+    jax.block_until_ready(metrics)
+    result['first_step_s'] = time.perf_counter() - start
+    holder = {'state': state}
 
-  def one_step():
-    holder['state'], m = step_fn(holder['state'], batch, rng)
-    return m
-  result['student_step_s'] = timed(one_step, j['timed_steps'], jax.block_until_ready)
-  compiled = jax.jit(train.classifier_train_step, static_argnames=(
-      'model', 'tx', 'alpha', 'temperature', 'regression')).lower(
-          fresh_state(), batch, rng, model=s_model, tx=tx, alpha=ALPHA,
-          temperature=TEMPERATURE, regression=False).compile()
-  result['student_step_flops'] = _flops(compiled)
-  result['student_step_profile_ms'] = profile_breakdown(compiled, holder['state'], batch, rng)
-  # Teacher forward at the training batch size (as the reference runs it).
-  t_params = teacher_params(2)
-  t_batch = parallel.to_global({k: v[steps[0]] for k, v in inputs.items()}, mesh)
-  result['teacher_forward_s'] = timed(lambda: predict(t_params, t_batch), j['timed_steps'],
-                                      jax.block_until_ready)
-  result['teacher_forward_flops'] = _flops(jax.jit(
-      lambda p, b: t_model.apply({'params': p}, b['input_ids'], b['token_type_ids'],
-                                 b['attention_mask'])['logits']).lower(t_params, t_batch).compile())
-  t_params = None  # freed before the end-to-end runs
-  # End to end: teachers' logits once (large batches), then every student step.
-  for num_teachers in (1, 3):
-    teachers = [teacher_params(10 + k) for k in range(num_teachers)]  # loaded beforehand
+    def one_step():
+      holder['state'], m = step_fn(holder['state'], batch, rng)
+      return m
+    result['student_step_s'] = timed(one_step, j['timed_steps'], jax.block_until_ready)
+    compiled = jax.jit(train.classifier_train_step, static_argnames=(
+        'model', 'tx', 'alpha', 'temperature', 'regression')).lower(
+            fresh_state(), batch, rng, model=s_model, tx=tx, alpha=ALPHA,
+            temperature=TEMPERATURE, regression=False).compile()
+    result['student_step_flops'] = _flops(compiled)
+    result['student_step_profile_ms'] = profile_breakdown(compiled, holder['state'], batch, rng)
+    # Teacher forward at the training batch size (as the reference runs it).
+    t_params = teacher_params(2)
+    t_batch = parallel.to_global({k: v[steps[0]] for k, v in inputs.items()}, mesh)
+    result['teacher_forward_s'] = timed(lambda: predict(t_params, t_batch), j['timed_steps'],
+                                        jax.block_until_ready)
+    teacher_logits_fn = jax.jit(lambda p, b: t_model.apply(
+        {'params': p}, b['input_ids'], b['token_type_ids'], b['attention_mask'])['logits'])
+    result['teacher_forward_flops'] = _flops(teacher_logits_fn.lower(t_params, t_batch).compile())
+  else:  # End to end: teachers' logits once (large batches), then every student step.
+    loaded = [teacher_params(10 + k) for k in range(teachers)]  # loaded beforehand
     start = time.perf_counter()
     predict, step_fn = jitted()
     logits = [train.predict_all(predict, params, inputs, j['eval_batch'], mesh)
-              for params in teachers]
-    del teachers
+              for params in loaded]
+    del loaded
     teacher_logits = np.mean(logits, axis=0).astype(np.float32)
     teacher_done = time.perf_counter()
     state = fresh_state()
@@ -195,10 +199,8 @@ def kdjax_worker(pair: str, quick: bool) -> dict:
         first_done = time.perf_counter()
     jax.block_until_ready(metrics)
     end = time.perf_counter()
-    result[f'e2e_{num_teachers}t_first_step_s'] = first_done - teacher_done
-    result[f'e2e_{num_teachers}t_s'] = end - start
-    result[f'e2e_{num_teachers}t_teacher_s'] = teacher_done - start
-    result[f'e2e_{num_teachers}t_final_loss'] = float(metrics['loss'])
+    result = {'first_step_s': first_done - teacher_done, 's': end - start,
+              'teacher_s': teacher_done - start, 'final_loss': float(metrics['loss'])}
   result['peak_rss_mb'] = peak_rss_mb()
   result['version'] = f'jax {jax.__version__}'
   return result
@@ -378,11 +380,16 @@ def torch_worker(pair: str, quick: bool) -> dict:
 
 # ---------------------------------------------------------------- orchestration
 
-def run_worker(framework: str, pair: str, quick: bool) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), '--worker', framework, '--pair', pair]
+def run_worker(framework: str, pair: str, quick: bool, teachers: int = 0,
+               cache_dir: str = 'off') -> dict:
+  """One worker process; for kdjax with `teachers`, the end-to-end job alone,
+  with the persistent compilation cache `cache_dir` (off: none)."""
+  cmd = [sys.executable, os.path.abspath(__file__), '--worker', framework, '--pair', pair,
+         '--teachers', str(teachers)]
   if quick:
     cmd.append('--quick')
-  env = {**os.environ, 'TRANSFORMERS_VERBOSITY': 'error', 'HF_HUB_OFFLINE': '1'}
+  env = {**os.environ, 'TRANSFORMERS_VERBOSITY': 'error', 'HF_HUB_OFFLINE': '1',
+         'KDJAX_COMPILATION_CACHE': cache_dir}
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
   if proc.returncode:
     sys.exit(f'bench: {framework} worker failed on {pair}:\n{proc.stderr[-3000:]}')
@@ -396,6 +403,8 @@ def ratios(kd: dict, ref: dict, j: dict) -> dict:
       'teacher_forward_speedup': ref['teacher_forward_s'] / kd['teacher_forward_s'],
       'e2e_1t_speedup': ref['e2e_1t_s'] / kd['e2e_1t_s'],
       'e2e_3t_speedup': ref['e2e_3t_s'] / kd['e2e_3t_s'],
+      'e2e_1t_cached_speedup': ref['e2e_1t_s'] / kd['e2e_1t_cached_s'],
+      'e2e_3t_cached_speedup': ref['e2e_3t_s'] / kd['e2e_3t_cached_s'],
       'first_step_ratio': ref['first_step_s'] / kd['first_step_s'],
       'peak_rss_ratio': ref['peak_rss_mb'] / kd['peak_rss_mb'],
       'student_examples_per_s': {'kdjax': j['batch'] / kd['student_step_s'],
@@ -420,7 +429,9 @@ def markdown(report: dict) -> str:
       f"batch {j['batch']}, {j['epochs']} epochs = {j['epochs'] * (j['examples'] // j['batch'])} "
       f"student steps, {NUM_LABELS} labels, float32, dropout on. kdjax computes the teachers' "
       f"logits once (batch {j['eval_batch']}); the reference runs every teacher at every step. "
-      'End-to-end times start with the teachers loaded and include kdjax\'s compilation.  ',
+      'End-to-end times start with the teachers loaded and include the student\'s '
+      'initialisation and kdjax\'s compilation; each kdjax end-to-end job runs in a fresh '
+      'process.  ',
       f"Machine's measured float32 matmul rate (2048^3, best of 5): "
       f"{report['matmul_gflops']['xla']:.0f} GFLOP/s through XLA, "
       f"{report['matmul_gflops']['torch']:.0f} through torch.", '',
@@ -442,6 +453,14 @@ def markdown(report: dict) -> str:
         ('3-epoch distillation, 3 teachers (s)', f"{kd['e2e_3t_s']:.1f} "
          f"(teachers {kd['e2e_3t_teacher_s']:.1f}, first step {kd['e2e_3t_first_step_s']:.1f})",
          f"{ref['e2e_3t_s']:.1f}", f"{x['e2e_3t_speedup']:.2f}x"),
+        ('3 epochs, 1 teacher, compiled programs cached (s)', f"{kd['e2e_1t_cached_s']:.1f} "
+         f"(teacher {kd['e2e_1t_cached_teacher_s']:.1f}, first step "
+         f"{kd['e2e_1t_cached_first_step_s']:.1f})", f"{ref['e2e_1t_s']:.1f}",
+         f"{x['e2e_1t_cached_speedup']:.2f}x"),
+        ('3 epochs, 3 teachers, compiled programs cached (s)', f"{kd['e2e_3t_cached_s']:.1f} "
+         f"(teachers {kd['e2e_3t_cached_teacher_s']:.1f}, first step "
+         f"{kd['e2e_3t_cached_first_step_s']:.1f})", f"{ref['e2e_3t_s']:.1f}",
+         f"{x['e2e_3t_cached_speedup']:.2f}x"),
         ('first step (s; kdjax: compilation)', f"{kd['first_step_s']:.2f}",
          f"{ref['first_step_s']:.2f}", f"{x['first_step_ratio']:.2f}x"),
         ('peak memory (RSS, MB)', f"{kd['peak_rss_mb']:.0f}", f"{ref['peak_rss_mb']:.0f}",
@@ -453,15 +472,21 @@ def markdown(report: dict) -> str:
             "the kdjax step from XLA's cost analysis for both (the same maths). Step rates are "
             'medians over the timed calls. In the end-to-end kdjax column, "teacher" is the '
             'one pass that caches the teachers\' logits and "first step" the student step that '
-            'compiles.', '',
+            'compiles. "Compiled programs cached": the same job run again in a new process '
+            'with the persistent compilation cache (`kdjax.compile_cache`) that the first '
+            'run filled, as the second run of a sweep or a resumed run finds it.', '',
             "Where kdjax's student step spends its time (XLA profiler, ms per step summed over "
-            'the threads that run the ops, so a fusion that occupies both cores counts twice):', '',
-            '| pair | step wall time | ' + ' | '.join(PROFILE_KINDS) + ' |',
-            '|---|---|' + '---|' * len(PROFILE_KINDS)]
+            'the threads that run the ops, so a fusion that occupies both cores counts twice; '
+            '"threads busy": that sum over the step\'s wall time times the cores, the share of '
+            'the machine the step keeps working):', '',
+            '| pair | step wall time | ' + ' | '.join(PROFILE_KINDS) + ' | threads busy |',
+            '|---|---|' + '---|' * (len(PROFILE_KINDS) + 1)]
   for pair, r in report['pairs'].items():
     profile = r['kdjax']['student_step_profile_ms']
-    cells = [f"{r['kdjax']['student_step_s'] * 1e3:.0f}"] + [f'{profile.get(k, 0.0):.0f}'
-                                                            for k in PROFILE_KINDS]
+    wall_ms = r['kdjax']['student_step_s'] * 1e3
+    busy = sum(profile.get(k, 0.0) for k in PROFILE_KINDS) / (wall_ms * os.cpu_count())
+    cells = ([f'{wall_ms:.0f}'] + [f'{profile.get(k, 0.0):.0f}' for k in PROFILE_KINDS]
+             + [f'{busy:.0%}'])
     lines.append(f'| {pair} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines + [''])
 
@@ -471,11 +496,14 @@ def main() -> None:
   parser.add_argument('--quick', action='store_true', help='tiny shapes (a smoke test)')
   parser.add_argument('--worker', choices=('kdjax', 'torch'), help=argparse.SUPPRESS)
   parser.add_argument('--pair', help=argparse.SUPPRESS)
+  parser.add_argument('--teachers', type=int, default=0, help=argparse.SUPPRESS)
   parser.add_argument('--out', default=RESULTS)
   args = parser.parse_args()
   if args.worker:
-    worker = kdjax_worker if args.worker == 'kdjax' else torch_worker
-    print(json.dumps(worker(args.pair, args.quick)))
+    if args.worker == 'kdjax':
+      print(json.dumps(kdjax_worker(args.pair, args.quick, args.teachers)))
+    else:
+      print(json.dumps(torch_worker(args.pair, args.quick)))
     return
   j = job(args.quick)
   report = {'command': ' '.join(['python', 'experiments/bench.py', *sys.argv[1:]]),
@@ -487,6 +515,12 @@ def main() -> None:
   report['matmul_gflops'] = matmul_gflops()
   for pair in (QUICK_PAIRS if args.quick else PAIRS):
     kd = run_worker('kdjax', pair, args.quick)
+    for n in (1, 3):
+      with tempfile.TemporaryDirectory() as cache:
+        for suffix in ('', '_cached'):  # the first run fills the cache the second finds
+          e2e = run_worker('kdjax', pair, args.quick, n, cache)
+          kd.update({f'e2e_{n}t{suffix}_{k}': v for k, v in e2e.items() if k != 'peak_rss_mb'})
+          kd['peak_rss_mb'] = max(kd['peak_rss_mb'], e2e['peak_rss_mb'])
     ref = run_worker('torch', pair, args.quick)
     versions |= {kd['version'], ref['version']}
     report['pairs'][pair] = {'kdjax': kd, 'torch': ref, 'ratios': ratios(kd, ref, j)}
