@@ -10,7 +10,8 @@ teachers' mean logits, AdamW, global-norm clipping, dropout on), in float32.
 Measured per teacher/student pair, each framework in its own subprocess (so
 peak memory is its own): student-step and teacher-forward examples/s, the
 first step's time (kdjax: compilation), end-to-end time of a 3-epoch
-distillation with 1 and with 3 teachers, peak RSS; plus the machine's measured
+distillation with 1 and with 3 teachers (each kdjax job in a fresh process,
+then again with the compilation cache that run filled), peak RSS; plus the machine's measured
 float32 matmul rate and the FLOPs each step achieves against it (FLOPs per step
 from XLA's cost analysis of the kdjax step; the reference does the same maths).
 Ratios are against the reference run in the same invocation.
