@@ -7,6 +7,7 @@ the host after step t+1 has been dispatched.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -22,7 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from kdjax import checkpoint, interrupt, parallel
-from kdjax.data.batching import TrainBatches, eval_batches
+from kdjax.data.batching import TrainBatches, batch_shapes, eval_batches
 from kdjax.data.tasks import TaskSpec
 from kdjax.errors import KdjaxError
 from kdjax.losses import distillation_loss, weighted_mean
@@ -263,43 +264,108 @@ def _train_steps(phase: Phase, state: State, rng: jax.Array, mesh: Mesh, log: Me
   return state
 
 
+def phase_optimizer(section, total_steps: int) -> optax.GradientTransformation:
+  """The optimiser of a phase from its config section (learning_rate,
+  warmup_fraction, weight_decay)."""
+  return make_optimizer(Schedule(section.learning_rate, total_steps,
+                                 int(section.warmup_fraction * total_steps),
+                                 section.weight_decay))
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+  """A phase's initial train state (replicated) and its jitted step."""
+  state: State
+  train_step: Callable
+
+
+def start_phase(params, step_fn: Callable, tx: optax.GradientTransformation, mesh: Mesh,
+                frozen=None, compile_for: dict[str, jax.ShapeDtypeStruct] | None = None,
+                **step_static) -> Start:
+  """The initial state of `params` under `tx` and the jitted `step_fn`.
+
+  With `compile_for` (the shapes of one global batch, `batching.batch_shapes`)
+  the step is compiled here too, so that its first call finds the program
+  ready: run on a background thread, the start-up (initialisation and
+  compilation, seconds on a CPU) overlaps other work such as a teacher pass.
+  """
+  state = parallel.replicate(init_state(params, tx), mesh)
+  if frozen is not None:
+    if compile_for is not None:
+      raise ValueError('compile_for is not supported with frozen params')
+    return Start(state, jit_train_step_frozen(step_fn, mesh, frozen, tx=tx, **step_static))
+  jitted = jit_train_step(step_fn, mesh, tx=tx, **step_static)
+  if compile_for is not None:
+    sharding = parallel.batch_sharded(mesh)
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
+             for k, v in compile_for.items()}
+    jitted.lower(state, batch, jax.random.PRNGKey(0)).compile()
+  return Start(state, jitted)
+
+
+def overlapped(background: Callable[[], Any], foreground: Callable[[], Any]) -> tuple[Any, Any]:
+  """(background(), foreground()), the first run on another thread while the
+  second runs on this one; an exception of either is raised here."""
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    later = pool.submit(background)
+    now = foreground()
+    return later.result(), now
+
+
 def fit(name: str, phase_id: int, params, step_fn: Callable, batches, total_steps: int,
         section, config, mesh: Mesh, checkpoint_dir: str, log: MetricsLog,
-        eval_fn: Callable, seed: int | None = None, frozen=None, **step_static) -> Any:
+        eval_fn: Callable, seed: int | None = None, frozen=None, start: Start | None = None,
+        **step_static) -> Any:
   """Trains `params` with `step_fn` for one resumable phase; returns the final params.
 
   `section` holds the phase's optimiser settings (learning_rate,
   warmup_fraction, weight_decay, batch_size); `config` the run-wide eval,
   checkpoint and logging cadence and (unless `seed` is given) the seed. With
   `frozen` (a teacher's params) the step is `step_fn(state, frozen, batch, rng)`.
+  `start`, made beforehand by `start_phase` with the same settings, replaces
+  `params`, `step_fn`, `frozen` and `step_static`.
   """
   parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
-  schedule = Schedule(section.learning_rate, total_steps,
-                      int(section.warmup_fraction * total_steps), section.weight_decay)
-  tx = make_optimizer(schedule)
-  state = parallel.replicate(init_state(params, tx), mesh)
-  jitted = (jit_train_step(step_fn, mesh, tx=tx, **step_static) if frozen is None else
-            jit_train_step_frozen(step_fn, mesh, frozen, tx=tx, **step_static))
-  phase = Phase(name, jitted, batches, total_steps, checkpoint_dir, eval_fn,
+  if start is None:
+    start = start_phase(params, step_fn, phase_optimizer(section, total_steps), mesh, frozen,
+                        **step_static)
+  phase = Phase(name, start.train_step, batches, total_steps, checkpoint_dir, eval_fn,
                 config.eval_every, config.checkpoint_every, config.log_every,
                 config.keep_checkpoints)
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed if seed is None else seed), phase_id)
-  return run_phase(phase, state, rng, mesh, log)['params']
+  return run_phase(phase, start.state, rng, mesh, log)['params']
+
+
+def classifier_start(name: str, model: nn.Module, params, arrays: dict, spec: TaskSpec,
+                     section, mesh: Mesh, *, alpha: float, temperature: float,
+                     compile_ahead: bool = False) -> Start:
+  """`start_phase` of `classifier_train_step` for `section.epochs` over `arrays`
+  (numpy arrays or `jax.ShapeDtypeStruct`s of every column, N rows); with
+  `compile_ahead`, compiled for its batches."""
+  parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
+  num_examples = next(iter(arrays.values())).shape[0]
+  total = steps_for(num_examples, section.batch_size, section.epochs)
+  shapes = batch_shapes(arrays, section.batch_size) if compile_ahead else None
+  return start_phase(params, classifier_train_step, phase_optimizer(section, total), mesh,
+                     compile_for=shapes, model=model, alpha=alpha, temperature=temperature,
+                     regression=spec.regression)
 
 
 def fit_classifier(name: str, phase_id: int, model: nn.Module, params,
                    arrays: dict[str, np.ndarray], spec: TaskSpec, section, config, mesh: Mesh,
                    checkpoint_dir: str, log: MetricsLog, eval_fn: Callable, *, alpha: float,
-                   temperature: float, seed: int) -> Any:
+                   temperature: float, seed: int, start: Start | None = None) -> Any:
   """`fit` with `classifier_train_step` over `arrays` (inputs, labels and, for a
-  student, teacher_logits) for `section.epochs` epochs; data order from `seed`."""
+  student, teacher_logits) for `section.epochs` epochs; data order from `seed`.
+  `start`: the phase's `classifier_start`, made beforehand (then `params` is unused)."""
   batches = TrainBatches(arrays, section.batch_size, seed=seed + phase_id,
                          process_index=jax.process_index(),
                          process_count=jax.process_count())
   total = steps_for(batches.num_examples, section.batch_size, section.epochs)
+  start = start or classifier_start(name, model, params, arrays, spec, section, mesh,
+                                    alpha=alpha, temperature=temperature)
   return fit(name, phase_id, params, classifier_train_step, batches, total, section, config,
-             mesh, checkpoint_dir, log, eval_fn, seed=seed, model=model, alpha=alpha,
-             temperature=temperature, regression=spec.regression)
+             mesh, checkpoint_dir, log, eval_fn, seed=seed, start=start)
 
 
 def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator
 
+import jax
 import numpy as np
 
 from kdjax.errors import KdjaxError
@@ -57,6 +58,15 @@ class TrainBatches:
     batch = {k: v[idx] for k, v in self.arrays.items()}
     batch['weights'] = np.ones(len(idx), np.float32)
     return batch
+
+
+def batch_shapes(arrays: dict, global_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes of one global training batch of `arrays` (numpy arrays or
+  `jax.ShapeDtypeStruct`s with N rows), as `TrainBatches` makes them."""
+  shapes = {k: jax.ShapeDtypeStruct((global_batch_size,) + tuple(v.shape[1:]), v.dtype)
+            for k, v in arrays.items()}
+  shapes['weights'] = jax.ShapeDtypeStruct((global_batch_size,), np.float32)
+  return shapes
 
 
 def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int,

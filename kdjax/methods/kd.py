@@ -2,7 +2,8 @@
 
 Phases (each resumable from its own checkpoints in the workdir):
   1. fine-tune the teacher on the task (hard loss);
-  2. compute the frozen teacher's outputs over the training set once (cached);
+  2. compute the frozen teacher's outputs over the training set once (cached),
+     while the student is initialised and its step compiled on another thread;
   3. train the student on `α·hard + (1−α)·τ²·soft` against the cached outputs;
   4. evaluate both, measure size and speed, export both as HF checkpoints,
      write summary.json and print a table.
@@ -13,6 +14,7 @@ import os
 import time
 
 import jax
+import numpy as np
 
 from kdjax import parallel, students, summary, teachers, train
 from kdjax.data import sources
@@ -29,10 +31,10 @@ _TEACHER_PHASE, _STUDENT_PHASE = 1, 2
 
 def task_teacher(config, workdir: str, ckpt, spec, train_arrays: dict, data_key: str, mesh,
                  log: MetricsLog, eval_fn_for):
-  """The teacher fine-tuned on the task (a resumable phase) and its logits on
-  `train_arrays`, cached under a key of weights, data and length.
+  """The teacher fine-tuned on the task (a resumable phase), and a function that
+  returns its logits on `train_arrays`, cached under a key of weights, data and length.
 
-  Returns (model, replicated params, jitted predict, logits [N, C]).
+  Returns (model, replicated params, jitted predict, outputs: () -> logits [N, C]).
   """
   # With teacher.store_dir, runs that share it (and the teacher config, data and
   # teacher.seed) share the teacher and its cache.
@@ -54,11 +56,13 @@ def task_teacher(config, workdir: str, ckpt, spec, train_arrays: dict, data_key:
   cache_key = '-'.join((teachers.params_digest(t_params), data_key,
                         str(config.data.max_length), *teachers.dtype_parts(config)))
   inputs = {k: train_arrays[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')}
-  teacher_logits = teachers.cached_outputs(
-      os.path.join(root, 'cache'), cache_key,
-      lambda: train.predict_all(t_predict, t_params, inputs, config.eval_batch_size, mesh,
-                                desc='teacher outputs'))
-  return t_model, t_params, t_predict, teacher_logits
+
+  def outputs():
+    return teachers.cached_outputs(
+        os.path.join(root, 'cache'), cache_key,
+        lambda: train.predict_all(t_predict, t_params, inputs, config.eval_batch_size, mesh,
+                                  desc='teacher outputs'))
+  return t_model, t_params, t_predict, outputs
 
 
 def run(config, workdir: str) -> dict:
@@ -90,22 +94,34 @@ def run(config, workdir: str) -> dict:
                                          encoded[dev_split]['labels'], spec,
                                          config.eval_batch_size, mesh)
 
-  # 1-2. Teacher, and its outputs over the training set (computed once).
-  t_model, t_params, t_predict, teacher_logits = task_teacher(
+  # 1. Teacher.
+  t_model, t_params, t_predict, teacher_outputs = task_teacher(
       config, workdir, ckpt, spec, encoded['train'], fingerprint(splits['train']), mesh, log,
       eval_fn_for)
 
-  # 3. Student.
+  # 2. The teacher's outputs over the training set (computed once) while, on
+  # another thread, the student is initialised and its step compiled.
   s_config = students.student_config(ckpt.config, config.student)
-  s_model, s_params = students.init_student(
-      s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
-      jax.device_get(t_params), config.student.teacher_layers)
+  train_columns = {**encoded['train'], 'teacher_logits': jax.ShapeDtypeStruct(
+      (len(splits['train']), spec.num_outputs), np.float32)}
+
+  def student_start():
+    model, params = students.init_student(
+        s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
+        jax.device_get(t_params), config.student.teacher_layers)
+    return model, train.classifier_start(
+        'student', model, params, train_columns, spec, config.distill, mesh,
+        alpha=config.distill.alpha, temperature=config.distill.temperature, compile_ahead=True)
+  (s_model, s_start), teacher_logits = train.overlapped(student_start, teacher_outputs)
+
+  # 3. Student.
   s_predict = train.jit_predict(s_model, mesh)
   s_params = train.fit_classifier(
-      'student', _STUDENT_PHASE, s_model, s_params,
+      'student', _STUDENT_PHASE, s_model, None,
       {**encoded['train'], 'teacher_logits': teacher_logits}, spec, config.distill, config,
       mesh, os.path.join(workdir, 'checkpoints', 'student'), log, eval_fn_for(s_predict),
-      alpha=config.distill.alpha, temperature=config.distill.temperature, seed=config.seed)
+      alpha=config.distill.alpha, temperature=config.distill.temperature, seed=config.seed,
+      start=s_start)
 
   # 4. Report.
   result = {'task': spec.name, 'eval_split': final_split,

@@ -248,9 +248,10 @@ def run(config, workdir: str) -> dict:
         config.eval_batch_size, mesh))
 
   # The task teacher (its own vocabulary): metrics to compare with, and KD targets.
-  _, t_params, t_predict, teacher_logits = kd.task_teacher(
+  _, t_params, t_predict, teacher_outputs = kd.task_teacher(
       config, workdir, ckpt, spec, encoded_t['train'], sources.fingerprint(splits['train']),
       mesh, log, eval_fn_for(encoded_t))
+  teacher_logits = teacher_outputs()
 
   s_model = BertClassifier(s_config, spec.num_outputs)
   s_params = jax.tree.map(np.asarray, init_params(s_model, jax.random.PRNGKey(config.seed)))
