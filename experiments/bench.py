@@ -527,24 +527,24 @@ def markdown(report: dict) -> str:
             'this invocation, each framework in its own process. GFLOP/s use the FLOPs of '
             "the kdjax step from XLA's cost analysis for both (the same maths). Step rates: "
             f'the fastest of {STEP_ROUNDS} rounds that alternate the two frameworks\' '
-            'processes, each round the median over its timed calls (rounds below). In the end-to-end kdjax column, "teacher" is the '
-            'one pass that caches the teachers\' logits (the student is initialised and its '
-            'step compiled on another thread meanwhile) and "first step" the time from the '
-            'end of that pass to the end of the first student step. "Most that caching '
-            'alone gives": the reference\'s time over that of a job at the reference\'s own '
-            'step rates that runs each teacher once and starts in no time. "Compiled programs '
-            'cached": the same job run again in a new process with the persistent '
-            'compilation cache (`kdjax.compile_cache`) that the first run filled, as the '
-            'second run of a sweep or a resumed run finds it.', '',
-            "Where kdjax's student step spends its time (XLA profiler, ms per step summed over "
-            'the threads that run the ops, so a fusion that occupies both cores counts twice; '
-            '"threads busy": that sum over the step\'s wall time times the cores, the share of '
-            'the machine the step keeps working):', '',
+            'processes, each round the median over its timed calls (rounds below). In the '
+            'end-to-end kdjax column, "teacher" is the one pass that caches the teachers\' '
+            'logits (the student is initialised and its step compiled on another thread '
+            'meanwhile) and "first step" the time from the end of that pass to the end of the '
+            'first student step. "Most that caching alone gives": the reference\'s time over '
+            'that of a job at the reference\'s own step rates that runs each teacher once and '
+            'starts in no time. "Compiled programs cached": the same job run again in a new '
+            'process with the persistent compilation cache (`kdjax.compile_cache`) that the '
+            'first run filled, as the second run of a sweep or a resumed run finds it.', '',
+            "Where kdjax's student step spends its time (XLA profiler, first round; ms per "
+            'step summed over the threads that run the ops, so a fusion that occupies both '
+            'cores counts twice; "threads busy": that sum over the step\'s wall time times the '
+            'cores, the share of the machine the step keeps working):', '',
             '| pair | step wall time | ' + ' | '.join(PROFILE_KINDS) + ' | threads busy |',
             '|---|---|' + '---|' * (len(PROFILE_KINDS) + 1)]
   for pair, r in report['pairs'].items():
-    profile = r['kdjax']['student_step_profile_ms']
-    wall_ms = r['kdjax']['student_step_s'] * 1e3
+    profile = r['kdjax']['student_step_profile_ms']  # profiled in the first round
+    wall_ms = r['kdjax']['rounds'][0]['student_step_s'] * 1e3
     busy = sum(profile.get(k, 0.0) for k in PROFILE_KINDS) / (wall_ms * os.cpu_count())
     cells = ([f'{wall_ms:.0f}'] + [f'{profile.get(k, 0.0):.0f}' for k in PROFILE_KINDS]
              + [f'{busy:.0%}'])
