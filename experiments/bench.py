@@ -138,9 +138,6 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
   steps = steps_of(j)
   tx = train.make_optimizer(train.Schedule(LEARNING_RATE, len(steps), 0, 0.01))
 
-  predict = train.jit_predict(t_model, mesh)
-  step_fn = train.jit_train_step(train.classifier_train_step, mesh, model=s_model, tx=tx,
-                                 alpha=ALPHA, temperature=TEMPERATURE, regression=False)
 
   def fresh_state():
     return parallel.replicate(train.init_state(init_params(s_model, jax.random.PRNGKey(1)), tx),
@@ -153,8 +150,12 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
 
   rng = jax.random.PRNGKey(0)
   result = {}
+  # A new jit in each worker process: every run pays its own compilation.
+  predict = train.jit_predict(t_model, mesh)
   if not teachers:
     # First step (compilation included), then steady-state student steps.
+    step_fn = train.jit_train_step(train.classifier_train_step, mesh, model=s_model, tx=tx,
+                                   alpha=ALPHA, temperature=TEMPERATURE, regression=False)
     state = fresh_state()
     fake_logits = np.zeros((j['examples'], NUM_LABELS), np.float32)
     batch = batch_of(steps[0], fake_logits)
@@ -187,7 +188,6 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
     # then every student step.
     loaded = [teacher_params(10 + k) for k in range(teachers)]  # loaded beforehand
     start = time.perf_counter()
-    predict = train.jit_predict(t_model, mesh)  # a new jit: this run pays its compilation
     columns = {**data, 'teacher_logits': jax.ShapeDtypeStruct((j['examples'], NUM_LABELS),
                                                               np.float32)}
 
