@@ -1,5 +1,5 @@
 """Mixed-vocabulary distillation: all-MiniLM-L6-v2 -> a 4 x 128 student with its
-own 5,000-token WordPiece vocabulary, under 7 MB (METHODS.md, method 3).
+own 5,000-token WordPiece vocabulary, under 7 MB.
 
   KDJAX_GLUE_DIR=../shared/data/glue python -m kdjax.main \
       --config configs/mixed_vocab.py --workdir runs/mixed [--config.data.task=mrpc ...]
@@ -11,52 +11,21 @@ projection); Stage III fine-tunes the student on the task with KD from the
 fine-tuned teacher. `--config.mixed.pretrain=False --config.distill.alpha=1`
 is the same student without distillation. experiments/mixed_vocab.py compares them.
 """
-import os
-
 import ml_collections
+
+from kdjax import config_sections as sections
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.method = 'mixed_vocab'        # this pipeline (kdjax/methods/mixed_kd.py)
-  c.seed = 0                      # inits, dropout, data order, segmentation and masking
-  c.compute_dtype = 'float32'     # 'bfloat16': bf16 activations/matmuls, float32 weights and losses
-  c.eval_every = 200              # steps between dev evaluations (task stages)
-  c.checkpoint_every = 200        # steps between checkpoints (and one per stage end)
-  c.keep_checkpoints = 2          # checkpoints kept per stage
-  c.log_every = 10                # steps between metrics.jsonl / TensorBoard points
-  c.eval_batch_size = 64          # batch for evaluation, teacher outputs, speed tests
-  c.speed_repeats = 8             # timed forward batches per model in the summary
+  c.method = 'mixed_vocab'        # this pipeline (kdjax/methods/mixed_vocab/)
+  sections.run_keys(c, eval_every=200, checkpoint_every=200, log_every=10)
+  sections.speed_keys(c)
+  c.data = sections.data_section(source='glue_dir', task='sst2', max_length=64,
+                                 max_train_examples=4000)  # the task of Stage III
+  c.teacher = sections.teacher_section(epochs=2.0, batch_size=32)  # the task teacher (KD targets)
 
-  c.data = ml_collections.ConfigDict()
-  c.data.source = 'glue_dir'      # 'glue_dir' | 'hub' | 'bbc' | 'file' (as in kdjax/defaults.py)
-  c.data.task = 'sst2'            # the downstream task of Stage III
-  c.data.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root in the original TSV layout
-  c.data.train_file = ''          # source=file: .csv/.tsv/.json/.jsonl with named columns
-  c.data.dev_file = ''            # source=file: optional; else split from train
-  c.data.test_file = ''           # source=file: optional
-  c.data.text_columns = ('text',)  # source=file: one column, or two for pairs
-  c.data.label_column = 'label'   # source=file: label (or score) column
-  c.data.label_names = ()         # source=file: label order; default sorted unique values
-  c.data.regression = False       # source=file: labels are scores
-  c.data.max_length = 64          # tokens per sequence, both vocabularies (static shape)
-  c.data.max_train_examples = 4000  # task training subsample (0 = all)
-  c.data.max_eval_examples = 0    # evaluation subsample (0 = all)
-  c.data.split_seed = 0           # seed of subsamples and splits
-  c.data.dev_fraction = 0.1       # sources without a dev split
-  c.data.test_fraction = 0.1      # sources without a test split
-
-  c.teacher = ml_collections.ConfigDict()
-  c.teacher.checkpoint = ''       # HF BERT directory; '' = bundled all-MiniLM-L6-v2
-  c.teacher.store_dir = ''        # shared task-teacher dir (per task); '' = the workdir
-  c.teacher.seed = 0              # teacher head init and data order
-  c.teacher.epochs = 2.0          # task fine-tuning epochs of the teacher (its metric, KD targets)
-  c.teacher.batch_size = 32       # global batch
-  c.teacher.learning_rate = 1e-4  # AdamW peak learning rate
-  c.teacher.warmup_fraction = 0.1  # share of steps with linear warm-up
-  c.teacher.weight_decay = 0.01   # AdamW decoupled weight decay
-
-  c.student = ml_collections.ConfigDict()
+  c.student = ml_collections.ConfigDict()  # its own vocabulary: no teacher tables to start from
   c.student.num_layers = 4        # transformer layers
   c.student.hidden_size = 128     # width d_S (= its embedding width)
   c.student.num_heads = 2         # attention heads
@@ -95,14 +64,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.stage2.hidden_weight = 1.0    # weight of the hidden-state MSE next to the MLM loss
   c.stage2.projection = 'up'      # 'up': U maps student states to d_T; 'down': teacher to d_S
 
-  c.distill = ml_collections.ConfigDict()  # Stage III: the task
-  c.distill.alpha = 0.5           # weight of the gold loss; 1 - alpha: KD from the task teacher
-  c.distill.temperature = 2.0     # KD softmax temperature
-  c.distill.epochs = 4.0          # student epochs on the task
-  c.distill.batch_size = 32       # global batch
-  c.distill.learning_rate = 5e-4  # AdamW peak learning rate
-  c.distill.warmup_fraction = 0.1  # share of steps with linear warm-up
-  c.distill.weight_decay = 0.01   # AdamW decoupled weight decay
+  # Stage III, the task; alpha = 1: no KD from the task teacher.
+  c.distill = sections.distill_section(alpha=0.5, temperature=2.0, epochs=4.0, batch_size=32,
+                                       learning_rate=5e-4)
 
   if arg == 'quick':
     c.data.task = 'rte'

@@ -108,7 +108,8 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
   (in a process of its own: it pays every compilation and initialisation a run
   pays, or finds them in the compilation cache the orchestrator names)."""
   import jax
-  from kdjax import compile_cache, parallel, train
+  from kdjax import compile_cache, loop, parallel, steps as kd_steps
+  from kdjax.methods.kd.pieces import classifier_step
   compile_cache.enable()  # on only where the orchestrator names a cache dir
   from kdjax.data.batching import batch_shapes
   from kdjax.models.bert import init_params
@@ -136,11 +137,11 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
     return parallel.replicate(params, mesh)
 
   steps = steps_of(j)
-  tx = train.make_optimizer(train.Schedule(LEARNING_RATE, len(steps), 0, 0.01))
+  tx = kd_steps.make_optimizer(kd_steps.Schedule(LEARNING_RATE, len(steps), 0, 0.01))
 
 
   def fresh_state():
-    return parallel.replicate(train.init_state(init_params(s_model, jax.random.PRNGKey(1)), tx),
+    return parallel.replicate(kd_steps.init_state(init_params(s_model, jax.random.PRNGKey(1)), tx),
                               mesh)
 
   def batch_of(rows, teacher_logits):
@@ -151,11 +152,12 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
   rng = jax.random.PRNGKey(0)
   result = {}
   # A new jit in each worker process: every run pays its own compilation.
-  predict = train.jit_predict(t_model, mesh)
+  predict = kd_steps.jit_predict(t_model, mesh)
   if not teachers:
     # First step (compilation included), then steady-state student steps.
-    step_fn = train.jit_train_step(train.classifier_train_step, mesh, model=s_model, tx=tx,
-                                   alpha=ALPHA, temperature=TEMPERATURE, regression=False)
+    student_step = classifier_step(s_model, alpha=ALPHA, temperature=TEMPERATURE,
+                                   regression=False)
+    step_fn = kd_steps.jit_train_step(student_step, mesh, tx=tx)
     state = fresh_state()
     fake_logits = np.zeros((j['examples'], NUM_LABELS), np.float32)
     batch = batch_of(steps[0], fake_logits)
@@ -169,10 +171,8 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
       holder['state'], m = step_fn(holder['state'], batch, rng)
       return m
     result['student_step_s'] = timed(one_step, j['timed_steps'], jax.block_until_ready)
-    compiled = jax.jit(train.classifier_train_step, static_argnames=(
-        'model', 'tx', 'alpha', 'temperature', 'regression')).lower(
-            fresh_state(), batch, rng, model=s_model, tx=tx, alpha=ALPHA,
-            temperature=TEMPERATURE, regression=False).compile()
+    compiled = jax.jit(student_step, static_argnames=('tx',)).lower(
+        fresh_state(), batch, rng, tx=tx).compile()
     result['student_step_flops'] = _flops(compiled)
     result['student_step_profile_ms'] = profile_breakdown(compiled, holder['state'], batch, rng)
     # Teacher forward at the training batch size (as the reference runs it).
@@ -192,16 +192,16 @@ def kdjax_worker(pair: str, quick: bool, teachers: int = 0) -> dict:
                                                               np.float32)}
 
     def student_start():
-      return train.start_phase(
-          init_params(s_model, jax.random.PRNGKey(1)), train.classifier_train_step, tx, mesh,
-          compile_for=batch_shapes(columns, j['batch']), model=s_model, alpha=ALPHA,
-          temperature=TEMPERATURE, regression=False)
+      return kd_steps.start_phase(
+          init_params(s_model, jax.random.PRNGKey(1)),
+          classifier_step(s_model, alpha=ALPHA, temperature=TEMPERATURE, regression=False),
+          tx, mesh, compile_for=batch_shapes(columns, j['batch']))
 
     def teacher_passes():
-      logits = [train.predict_all(predict, params, inputs, j['eval_batch'], mesh)
+      logits = [loop.predict_all(predict, params, inputs, j['eval_batch'], mesh)
                 for params in loaded]
       return np.mean(logits, axis=0).astype(np.float32), time.perf_counter()
-    ready, (teacher_logits, teacher_done) = train.overlapped(student_start, teacher_passes)
+    ready, (teacher_logits, teacher_done) = loop.overlapped(student_start, teacher_passes)
     del loaded
     state = ready.state
     for i, rows in enumerate(steps):

@@ -48,6 +48,21 @@ def mean_std(values: list[float]) -> tuple[float, float]:
   return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def run_method(config, workdir: str) -> dict:
+  """One run of `config.method` in `workdir`, with the checks and set-up of
+  `python -m kdjax.main` (config ranges, same-config resume, distributed start,
+  stop handling); returns its summary."""
+  from kdjax import scaffold
+  return scaffold.launch(config, workdir)[1]
+
+
+def guarded(main) -> None:
+  """Runs an experiment's `main()` with the CLI's error reporting: one line and
+  a non-zero exit on bad input, a stop request or a full disk."""
+  from kdjax.main import reporting_errors
+  reporting_errors(main)
+
+
 def prepare_runtime() -> None:
   """What `python -m kdjax.main` sets up before a run: quiet library logs and the
   persistent compilation cache (the variants of an experiment share programs)."""

@@ -22,7 +22,8 @@ import os
 import sys
 import time
 
-from common import RESULTS, apply_overrides, load_config, mean_std, prepare_runtime
+from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
+                    run_method)
 
 VARIANTS = {  # key: (label, mixed.pretrain, distill.alpha or None for the config's)
     'task_only': ('same student, no distillation', False, 1.0),
@@ -32,7 +33,6 @@ VARIANTS = {  # key: (label, mixed.pretrain, distill.alpha or None for the confi
 
 
 def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
-  from kdjax.methods import mixed_kd
   runs = {task: {} for task in tasks}
   for seed in seeds:  # seed-major: a run stopped early has whole seeds of every task
     for task in tasks:
@@ -44,7 +44,7 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
         if alpha is not None:
           c.distill.alpha = alpha
         runs[task].setdefault(key, []).append(
-            mixed_kd.run(c, os.path.join(workdir, task, f'{key}-seed{seed}')))
+            run_method(c, os.path.join(workdir, task, f'{key}-seed{seed}')))
   return runs
 
 
@@ -182,4 +182,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  guarded(main)

@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from common import HERE, apply_overrides, load_config, mean_std, prepare_runtime
+from common import (HERE, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
+                    run_method)
 
 
 def build_table(runs: dict, teacher_summary: dict, tasks: list[str]) -> dict:
@@ -96,6 +97,8 @@ def write_results(name: str, record: dict, tasks: list[str]) -> None:
   with open(os.path.join(HERE, 'results', f'{name}.json'), 'w') as f:
     json.dump(record, f, indent=2, sort_keys=True)
   table = record['table']
+  teacher = record['config']['teacher']
+  dropouts = teacher.get('member_dropouts', teacher.get('dropouts'))  # older records: 'dropouts'
   k = len(table['glue']['teachers'])
   head = ['task', 'metric'] + [f'teacher {i + 1}' for i in range(k)] + \
          ['ensemble', 'student no-KD', 'student KD']
@@ -108,7 +111,7 @@ def write_results(name: str, record: dict, tasks: list[str]) -> None:
            f"Training examples per task (subsampled): {record['train_sizes']}; dev examples: "
            f"{record['dev_sizes']}. Max length {record['config']['data']['max_length']}. "
            "Teachers: all-MiniLM-L6-v2 fine-tuned per task with dropout "
-           f"{record['config']['teacher']['dropouts']}. Student: "
+           f"{dropouts}. Student: "
            f"{record['config']['student']['num_layers']} layers x "
            f"{record['config']['student']['hidden_size']}, same budget with and without KD. "
            "QNLI has only a dev file here: half of it trains, half evaluates.", '',
@@ -145,7 +148,6 @@ def main() -> None:
     write_results(name, record, tasks)
     return
   prepare_runtime()
-  from kdjax.methods import mtdnn
   from kdjax.summary import hardware
 
   started = time.time()
@@ -160,8 +162,9 @@ def main() -> None:
     for variant in ('nokd', 'kd'):
       c = config.copy_and_resolve_references()
       c.seed = seed
-      c.distill.use_kd = variant == 'kd'
-      runs[variant].append(mtdnn.run(c, os.path.join(args.workdir, f'{variant}-seed{seed}')))
+      if variant == 'nokd':
+        c.distill.alpha = 1.0  # gold labels only
+      runs[variant].append(run_method(c, os.path.join(args.workdir, f'{variant}-seed{seed}')))
   tasks = list(config.data.tasks)
   table = build_table(runs, runs['kd'][0], tasks)
   record = {
@@ -179,4 +182,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  guarded(main)

@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from common import RESULTS, apply_overrides, load_config, mean_std, prepare_runtime
+from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
+                    run_method)
 
 REWARDS = ('R1', 'R2', 'R3')
 
@@ -43,12 +44,11 @@ def variants(num_teachers: int) -> list[tuple[str, dict]]:
 
 
 def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
-  from kdjax.methods import rlkd
   runs = {}
   for task in tasks:
     runs[task] = {}
     for seed in seeds:
-      for key, change in variants(len(config.teacher.names)):
+      for key, change in variants(len(config.teacher.member_names)):
         c = config.copy_and_resolve_references()
         c.data.task, c.seed = task, seed
         c.data.source = 'bbc' if task == 'bbc' else config.data.source
@@ -56,7 +56,7 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
         c.distill.single_teacher = change.get('single_teacher', 0)
         c.rl.reward = change.get('reward', c.rl.reward)
         c.rl.extra_features = change.get('extra_features', c.rl.extra_features)
-        result = rlkd.run(c, os.path.join(workdir, task, f'{key}-seed{seed}'))
+        result = run_method(c, os.path.join(workdir, task, f'{key}-seed{seed}'))
         runs[task].setdefault(key, []).append(result)
   return runs
 
@@ -336,4 +336,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  guarded(main)

@@ -35,7 +35,7 @@ RULES: dict[str, Rule] = {
     **{k: _FRACTION for k in ('warmup_fraction', 'dev_fraction', 'test_fraction',
                               'heldout_fraction', 'baseline_decay', 'ramp_fraction',
                               'dev_only_train_fraction')},
-    **{k: _WEIGHT for k in ('alpha', 'hard_weight', 'p_student', 'mask_prob')},
+    **{k: _WEIGHT for k in ('alpha', 'p_student', 'mask_prob')},
 }
 
 

@@ -5,69 +5,26 @@
   python -m kdjax.main --config kdjax/defaults.py:quick # a smoke test
 
 Fine-tunes the real all-MiniLM-L6-v2 (6 layers x 384, 22.7M params) on BBC
-News topic classification (5 classes), caches its logits, distils them into a
+News topic classification (5 classes), stores its logits, distils them into a
 4-layer x 256 student and prints teacher vs student accuracy, size and speed.
-On 2 CPU cores: 9 to 10.5 minutes (experiments/results/default_bbc.md); `:quick` under 1 minute.
+On 2 CPU cores: 9 to 13 minutes (experiments/results/default_bbc.md); `:quick` under 1 minute.
 """
-import os
-
 import ml_collections
+
+from kdjax import config_sections as sections
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.method = 'kd'                 # 'kd' (single teacher) | 'mtdnn_kd' (configs/glue_mtdnn_kd.py)
-  c.seed = 0                      # model init, dropout and data order
-  c.compute_dtype = 'float32'     # 'bfloat16': bf16 activations/matmuls, float32 weights and losses
-  c.eval_every = 100              # steps between dev evaluations
-  c.checkpoint_every = 100        # steps between checkpoints (and one at the end)
-  c.keep_checkpoints = 2          # checkpoints kept per phase
-  c.log_every = 10                # steps between metrics.jsonl / TensorBoard points
-  c.eval_batch_size = 64          # batch for evaluation, caching and speed tests
-  c.speed_repeats = 8             # timed forward batches per model in the summary
-
-  c.data = ml_collections.ConfigDict()
-  c.data.source = 'bbc'           # 'bbc' | 'glue_dir' | 'hub' | 'file'
-  c.data.task = 'bbc'             # bbc, cola, sst2, mrpc, stsb, rte, wnli, qnli (or a name for 'file')
-  c.data.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root in the original TSV layout
-  c.data.train_file = ''          # source=file: .csv/.tsv/.json/.jsonl with named columns
-  c.data.dev_file = ''            # source=file: optional; else split from train
-  c.data.test_file = ''           # source=file: optional
-  c.data.text_columns = ('text',)  # source=file: one column, or two for pairs
-  c.data.label_column = 'label'   # source=file: label (or score) column
-  c.data.label_names = ()         # source=file: label order; default sorted unique values
-  c.data.regression = False       # source=file: labels are scores
-  c.data.max_length = 128         # tokens per example (padded/truncated; static shape)
-  c.data.max_train_examples = 0   # subsample the training set (0 = all)
-  c.data.max_eval_examples = 0    # subsample evaluation splits (0 = all)
-  c.data.split_seed = 0           # seed of splits and subsamples
-  c.data.dev_fraction = 0.1       # sources without a dev split
-  c.data.test_fraction = 0.1      # sources without a test split
-
-  c.teacher = ml_collections.ConfigDict()
-  c.teacher.checkpoint = ''       # HF BERT directory; '' = bundled all-MiniLM-L6-v2
-  c.teacher.epochs = 1.0          # fine-tuning epochs (0 = use the checkpoint as is)
-  c.teacher.batch_size = 16       # global batch (a multiple of the device count)
-  c.teacher.learning_rate = 1e-4  # AdamW peak learning rate
-  c.teacher.warmup_fraction = 0.1  # share of steps with linear warm-up
-  c.teacher.weight_decay = 0.01   # AdamW decoupled weight decay
-
-  c.student = ml_collections.ConfigDict()
-  c.student.num_layers = 4        # transformer layers
-  c.student.hidden_size = 256     # width (the teacher's vocabulary is kept)
-  c.student.num_heads = 4         # attention heads (divide hidden_size)
-  c.student.intermediate_size = 1024  # feed-forward width
-  c.student.init = 'teacher_embeddings'  # 'random' | 'teacher_embeddings' | 'teacher_layers'
-  c.student.teacher_layers = ()   # init=teacher_layers: teacher layer per student layer
-
-  c.distill = ml_collections.ConfigDict()
-  c.distill.alpha = 0.5           # weight of the gold-label loss (1 - alpha: soft loss)
-  c.distill.temperature = 2.0     # softmax temperature of the soft loss
-  c.distill.epochs = 6.0          # student epochs
-  c.distill.batch_size = 32       # global batch
-  c.distill.learning_rate = 3e-4  # AdamW peak learning rate
-  c.distill.warmup_fraction = 0.1  # share of steps with linear warm-up
-  c.distill.weight_decay = 0.01   # AdamW decoupled weight decay
+  c.method = 'kd'                 # 'kd' | 'mtdnn_kd' | 'rl_kd' | 'mixed_vocab' (see configs/)
+  sections.run_keys(c, eval_every=100, checkpoint_every=100, log_every=10)
+  sections.speed_keys(c)
+  c.data = sections.data_section(source='bbc', task='bbc', max_length=128)
+  c.teacher = sections.teacher_section(epochs=1.0, batch_size=16)
+  c.student = sections.student_section(num_layers=4, hidden_size=256, num_heads=4,
+                                       intermediate_size=1024)
+  c.distill = sections.distill_section(alpha=0.5, temperature=2.0, epochs=6.0, batch_size=32,
+                                       learning_rate=3e-4)
 
   if arg == 'quick':
     c.data.max_length = 64

@@ -23,9 +23,12 @@ def requested() -> bool:
               os.environ.get('KDJAX_DISTRIBUTED', '') not in ('', '0'))
 
 
+_joined: list[bool] = []  # whether this process has joined (a sweep launches many runs)
+
+
 def initialize() -> None:
-  """Calls `jax.distributed.initialize` when the environment asks for it."""
-  if not requested():
+  """Calls `jax.distributed.initialize` when the environment asks for it, once."""
+  if not requested() or _joined:
     return
   explicit = {}
   if os.environ.get('JAX_COORDINATOR_ADDRESS'):
@@ -40,6 +43,7 @@ def initialize() -> None:
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
     jax.distributed.initialize(**explicit)
+    _joined.append(True)
   except (RuntimeError, ValueError) as e:
     raise KdjaxError(f'cannot join the multi-process run ({str(e).splitlines()[0]}); '
                      'check JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID') from None

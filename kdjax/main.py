@@ -6,7 +6,6 @@ ends with one line `kdjax: error: ...` on stderr and a non-zero exit; pass
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -62,32 +61,6 @@ def default_workdir(config_arg: str) -> str:
   return os.path.join('runs', stem + (f'-{arg}' if arg else ''))
 
 
-def check_same_config(workdir: str, config_dict: dict) -> None:
-  """Refuses to resume a workdir whose saved run used a different config."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    return
-  try:
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return
-  current = json.loads(json.dumps(config_dict))  # tuples -> lists, as saved
-  if saved != current:
-    changed = sorted(_diff_keys(saved, current))
-    raise KdjaxError(f'{workdir} holds a run with another config (differs in '
-                     f'{", ".join(changed[:5])}); use a new --workdir to start a new run')
-
-
-def _diff_keys(a, b, prefix=''):
-  for key in set(a) | set(b):
-    va, vb = a.get(key), b.get(key)
-    if isinstance(va, dict) and isinstance(vb, dict):
-      yield from _diff_keys(va, vb, f'{prefix}{key}.')
-    elif va != vb:
-      yield prefix + key
-
-
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # library INFO lines drown the progress bars
   if len(argv) > 1:
@@ -98,22 +71,27 @@ def main(argv: list[str]) -> None:
   except Exception as e:  # any failure to load the user's config file is bad input
     fail(f'cannot load the config file: {_one_line(e)}')
   workdir = _FLAGS['workdir'].value or default_workdir(flags.FLAGS['config'].serialize().split('=', 1)[1])
-  try:
-    config_check.check(config_dict)
-    from kdjax import compile_cache, distributed
-    from kdjax.methods import get_method  # imports jax: after config errors are reported
-    distributed.initialize()
-    compile_cache.enable()
-    method = get_method(config_dict.get('method', 'kd'))
-    check_same_config(workdir, config_dict)
-    interrupt.install()
-    result = method.run(config, workdir)
+
+  def launch():
+    config_check.check(config_dict)  # before jax is imported: errors come fast
+    from kdjax import scaffold
+    method, result = scaffold.launch(config, workdir)
     print(method.format_table(result))
     print(f'summary: {os.path.join(workdir, "summary.json")}')
+  reporting_errors(launch)
+
+
+def reporting_errors(job) -> None:
+  """Runs `job()`; bad input, a stop request, a full disk or a bug ends it with
+  one line on stderr and the matching exit code (the traceback with --verbose).
+  Experiment scripts run their sweeps through it too."""
+  verbose = _FLAGS['verbose'].value if 'verbose' in _FLAGS else False
+  try:
+    job()
   except interrupt.Stopped as e:
     fail(str(e), 128 + e.signum)
   except KdjaxError as e:
-    if _FLAGS['verbose'].value:
+    if verbose:
       traceback.print_exc()
     fail(str(e))
   except KeyboardInterrupt:
@@ -126,7 +104,7 @@ def main(argv: list[str]) -> None:
       fail(f'cannot write {disk_error.filename or "to the workdir"} ({disk_error.strerror}); '
            'completed phases and checkpoints are kept: free space (or fix permissions) and '
            'rerun the same command to resume', EXIT_INTERNAL)
-    if _FLAGS['verbose'].value:
+    if verbose:
       traceback.print_exc()
     fail(f'internal error {type(e).__name__}: {e} (rerun with --verbose for the traceback)',
          EXIT_INTERNAL)

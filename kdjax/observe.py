@@ -10,6 +10,8 @@ import time
 import jax
 from tqdm.auto import tqdm
 
+from kdjax import atomic
+
 
 class MetricsLog:
   """Appends `{"phase", "step", ...}` lines to metrics.jsonl and TensorBoard scalars.
@@ -44,10 +46,7 @@ class MetricsLog:
     kept = [l for l in lines if not _after(l, phase, step)]
     if len(kept) == len(lines):
       return
-    tmp = f'{self.path}.tmp-{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    atomic.write_text(self.path, ''.join(kept))
 
   def _writer(self, phase: str):
     if phase not in self._writers:

@@ -1,19 +1,19 @@
 """PNG plots of a run's records (matplotlib, no display needed)."""
 from __future__ import annotations
 
-import os
 
 import matplotlib
 
 matplotlib.use('Agg')  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
+from kdjax import atomic  # noqa: E402
+
 
 def _save(fig, path: str) -> None:
-  tmp = f'{path}.tmp-{os.getpid()}.png'
-  fig.savefig(tmp, dpi=110, bbox_inches='tight')
+  with atomic.replacing(path, suffix='.png') as tmp:
+    fig.savefig(tmp, dpi=110, bbox_inches='tight')
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def policy_over_training(record: dict, path: str) -> None:

@@ -19,7 +19,7 @@ import os
 import sys
 from collections import defaultdict
 
-from kdjax import plots
+from kdjax import atomic, plots
 from kdjax.errors import KdjaxError
 
 
@@ -171,10 +171,7 @@ def render(runs: list[dict], out_dir: str) -> str:
   page = (f'<!doctype html><html><head><meta charset="utf-8"><title>kdjax report</title>'
           f'<style>{style}</style></head><body>{"".join(parts)}</body></html>')
   path = os.path.join(out_dir, 'report.html')
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(page)
-  os.replace(tmp, path)
+  atomic.write_text(path, page)
   return path
 
 

@@ -1,7 +1,6 @@
 """Sizes, inference speed and the final teacher-vs-student table."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -11,7 +10,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from kdjax import parallel
+from kdjax import loop, parallel
+from kdjax.models.bert import count_params
+from kdjax.models.hf import export_hf_checkpoint
 
 
 def inference_speed(predict: Callable, params, arrays: dict[str, np.ndarray],
@@ -28,6 +29,38 @@ def inference_speed(predict: Callable, params, arrays: dict[str, np.ndarray],
   outs = [predict(params, batch) for _ in range(repeats)]
   jax.block_until_ready(outs)
   return batch_size * repeats / (time.perf_counter() - start)
+
+
+def describe_model(model_cfg, params, predict, inputs: dict, labels, spec, export_dir: str,
+                   tokenizer_dir: str, config, mesh: Mesh) -> dict:
+  """Metrics, size, speed and HF export of one classifier (teacher or student)."""
+  metrics = loop.evaluate(predict, params, inputs, labels, spec, config.eval_batch_size, mesh)
+  host_params = jax.device_get(params)
+  if jax.process_index() == 0:
+    export_hf_checkpoint(export_dir, model_cfg, host_params['bert'], host_params['classifier'],
+                         spec.label_names, tokenizer_dir)
+  return {
+      'metrics': metrics, 'params': count_params(host_params),
+      'disk_bytes': file_size(os.path.join(export_dir, 'model.safetensors')),
+      'examples_per_s': inference_speed(predict, params, inputs, config.eval_batch_size, mesh,
+                                        config.speed_repeats),
+      'export_dir': export_dir,
+      'architecture': {'layers': model_cfg.num_layers, 'hidden': model_cfg.hidden_size,
+                       'heads': model_cfg.num_heads, 'intermediate': model_cfg.intermediate_size,
+                       'vocab': model_cfg.vocab_size},
+  }
+
+
+def compare(teacher: dict, student: dict, primary: str) -> dict:
+  """Kept metric fraction and size / speed ratios of a student against its teacher."""
+  return {
+      'primary_metric': primary,
+      'kept_fraction': student['metrics'][primary] / teacher['metrics'][primary]
+      if teacher['metrics'][primary] else float('nan'),
+      'param_ratio': teacher['params'] / student['params'],
+      'disk_ratio': teacher['disk_bytes'] / max(student['disk_bytes'], 1),
+      'speedup': student['examples_per_s'] / teacher['examples_per_s'],
+  }
 
 
 def file_size(path: str) -> int:
@@ -73,9 +106,3 @@ def hardware() -> dict:
           'jax': jax.__version__}
 
 
-def write_json(path: str, data: dict) -> None:
-  """Writes JSON beside `path` and renames it in place: never a half-written file."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)

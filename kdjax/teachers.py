@@ -1,8 +1,8 @@
-"""Teachers: locate and load a HF checkpoint, attach a task head, cache outputs.
+"""Teachers: locate and load a HF checkpoint, attach a task head, store outputs.
 
 A frozen teacher's outputs over the training set are computed once and stored
-under a key of (teacher weights, data, sequence length), so later phases and
-reruns read them instead of running the teacher every step.
+under a key of what they depend on (`stored_outputs`), so later phases, reruns
+and other runs read them instead of running the teacher every step.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from kdjax import atomic
 from kdjax.data.tasks import TaskSpec
 from kdjax.errors import KdjaxError
 from kdjax.models.bert import init_params
@@ -79,6 +80,12 @@ def dtype_parts(config) -> tuple[str, ...]:
   return () if dtype == 'float32' else (dtype,)
 
 
+def settings(section) -> dict:
+  """A teacher config section without `store_dir`: what a stored teacher depends
+  on (moving or sharing a store keeps its keys)."""
+  return {k: v for k, v in section.to_dict().items() if k != 'store_dir'}
+
+
 def config_key(*parts) -> str:
   """A short stable hash of JSON-able parts (config sections, data fingerprints):
   stored teachers and checkpoints live under it, so a changed config never
@@ -94,16 +101,22 @@ def params_digest(params) -> str:
   return h.hexdigest()[:16]
 
 
-def cached_outputs(cache_dir: str, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-  """Loads `teacher_outputs-<key>.npy`, or computes and stores it atomically."""
-  path = os.path.join(cache_dir, f'teacher_outputs-{key}.npy')
+def stored_outputs(directory: str, name: str, key: str,
+                   compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """The teacher-output store: `<directory>/<name>-<key>.npz` holds named float32
+  arrays (logits per split, ensemble soft targets); loaded when present, else
+  computed, returned, and written atomically by process 0.
+
+  `key` is `config_key` of everything the outputs depend on (teacher weights or
+  config, data, sequence length, compute dtype), so a changed input never reads
+  another's outputs and runs that share the directory share the work.
+  """
+  path = os.path.join(directory, f'{name}-{key}.npz')
   if os.path.exists(path):
-    return np.load(path)
-  outputs = np.asarray(compute(), np.float32)
+    with np.load(path) as stored:
+      return {k: stored[k] for k in stored.files}
+  outputs = {k: np.asarray(v, np.float32) for k, v in compute().items()}
   if jax.process_index() == 0:
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'wb') as f:
-      np.save(f, outputs)
-    os.replace(tmp, path)  # readers never see a half-written cache
+    with atomic.replacing(path, suffix='.npz') as tmp:
+      np.savez(tmp, **outputs)
   return outputs

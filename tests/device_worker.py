@@ -30,8 +30,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from kdjax import parallel, train  # noqa: E402
-from kdjax.methods import ensemble, mixed_vocab, mtdnn, rl_select  # noqa: E402
+from kdjax import parallel, steps  # noqa: E402
+from kdjax.methods.kd import pieces as kd  # noqa: E402
+from kdjax.methods.mixed_vocab import pieces as mixed_vocab  # noqa: E402
+from kdjax.methods.mtdnn_kd import pieces as ensemble  # noqa: E402
+from kdjax.methods.rl_kd import pieces as rl_select  # noqa: E402
 from kdjax.models.bert import BertConfig  # noqa: E402
 from kdjax.models.heads import BertClassifier  # noqa: E402
 from kdjax.models.mixed import DualVocabBert, MlmStudent  # noqa: E402
@@ -63,7 +66,7 @@ class Case:
 
 def _optimizer():
   # The pipelines' AdamW schedule: its step-0 learning rate is 0, so 3 steps move twice.
-  return train.make_optimizer(train.Schedule(1e-3, 10, 1, 0.01))
+  return steps.make_optimizer(steps.Schedule(1e-3, 10, 1, 0.01))
 
 
 def _text_batch(rng: np.random.Generator, vocab: int) -> dict[str, np.ndarray]:
@@ -86,9 +89,9 @@ def plain_kd(rng: np.random.Generator) -> Case:
   batch = {**_text_batch(rng, CFG.vocab_size),
            'labels': rng.integers(0, 3, BATCH).astype(np.int32),
            'teacher_logits': rng.normal(size=(BATCH, 3)).astype(np.float32)}
-  jit = lambda mesh: train.jit_train_step(train.classifier_train_step, mesh, model=model,
-                                          tx=tx, alpha=0.5, temperature=2.0, regression=False)
-  return Case(train.init_state(_classifier_params(model, 0), tx), batch, jit,
+  step = kd.classifier_step(model, alpha=0.5, temperature=2.0, regression=False)
+  jit = lambda mesh: steps.jit_train_step(step, mesh, tx=tx)
+  return Case(steps.init_state(_classifier_params(model, 0), tx), batch, jit,
               {'params': ('params',)})
 
 
@@ -114,10 +117,9 @@ def mtdnn_kd(rng: np.random.Generator) -> Case:
                   probs).astype(np.float32)
   batch = {**_text_batch(rng, CFG.vocab_size), 'task_ids': task_ids, 'labels': labels,
            'soft_targets': soft, 'has_soft': (rng.uniform(size=BATCH) < 0.7).astype(np.float32)}
-  jit = lambda mesh: train.jit_train_step(mtdnn.multitask_train_step, mesh, model=model,
-                                          tx=tx, table=table, hard_weight=0.5,
-                                          temperature=2.0)
-  return Case(train.init_state(params, tx), batch, jit, {'params': ('params',)})
+  step = ensemble.multitask_step(model, table, alpha=0.5, temperature=2.0)
+  jit = lambda mesh: steps.jit_train_step(step, mesh, tx=tx)
+  return Case(steps.init_state(params, tx), batch, jit, {'params': ('params',)})
 
 
 def rl_kd(rng: np.random.Generator) -> Case:
@@ -134,7 +136,7 @@ def rl_kd(rng: np.random.Generator) -> Case:
   settings = rl_select.RLSettings(selection='hard', reward='R1',
                                   extra_features=('student_probs', 'teacher_id'))
   policy = rl_select.TeacherPolicy((8,))
-  state = train.init_state(_classifier_params(model, 2), tx)
+  state = steps.init_state(_classifier_params(model, 2), tx)
   num_features = rl_select.feature_size(CFG.hidden_size, 2, num_teachers,
                                         settings.extra_features)
   state['policy'] = jax.device_get(rl_select.init_policy_state(
@@ -142,7 +144,7 @@ def rl_kd(rng: np.random.Generator) -> Case:
   batch = {**_text_batch(rng, CFG.vocab_size),
            'labels': rng.integers(0, 2, BATCH).astype(np.int32),
            'teacher_logits': (2 * rng.normal(size=(BATCH, num_teachers, 2))).astype(np.float32)}
-  jit = lambda mesh: train.jit_train_step(
+  jit = lambda mesh: steps.jit_train_step(
       rl_select.rl_step, mesh, model=model, tx=tx, policy=policy, policy_tx=policy_tx,
       rl=settings, alpha=0.5, temperature=2.0, regression=False, update_student=True)
   return Case(state, batch, jit, {'params': ('params',), 'policy': ('policy', 'params')})
@@ -186,10 +188,10 @@ def mixed_stage1(rng: np.random.Generator) -> Case:
   tx = _optimizer()
   batch = {**_segments(rng), 'weights': np.ones(BATCH, np.float32)}
   # p_SV ramps over the steps, so both vocabularies and the mixing rng are used.
-  jit = lambda mesh: train.jit_train_step(mixed_vocab.dual_mlm_step, mesh, model=dual, tx=tx,
-                                          segmentation=SEGMENTATION, p_final=0.5,
-                                          ramp_fraction=0.5, ramp_over=STEPS)
-  return Case(train.init_state(params, tx), batch, jit, {'params': ('params',)})
+  step = mixed_vocab.dual_mlm_step(dual, segmentation=SEGMENTATION, p_final=0.5,
+                                   ramp_fraction=0.5, ramp_over=STEPS)
+  jit = lambda mesh: steps.jit_train_step(step, mesh, tx=tx)
+  return Case(steps.init_state(params, tx), batch, jit, {'params': ('params',)})
 
 
 def mixed_stage2(rng: np.random.Generator) -> Case:
@@ -200,11 +202,11 @@ def mixed_stage2(rng: np.random.Generator) -> Case:
                                        ids[:, :2])['params'])
   tx = _optimizer()
   batch = {**_segments(rng), 'weights': np.ones(BATCH, np.float32)}
-  jit = lambda mesh: train.jit_train_step_frozen(
-      mixed_vocab.student_distill_step, mesh, teacher_params, model=student, teacher=dual,
-      tx=tx, segmentation=SEGMENTATION, layer_map=(1, 2), hidden_weight=1.0,
-      projection='down')
-  return Case(train.init_state(params, tx), batch, jit, {'params': ('params',)})
+  step = mixed_vocab.student_distill_step(student, teacher=dual, segmentation=SEGMENTATION,
+                                         layer_map=(1, 2), hidden_weight=1.0,
+                                         projection='down')
+  jit = lambda mesh: steps.jit_train_step_frozen(step, mesh, teacher_params, tx=tx)
+  return Case(steps.init_state(params, tx), batch, jit, {'params': ('params',)})
 
 
 METHODS = {'plain_kd': plain_kd, 'mtdnn_kd': mtdnn_kd, 'rl_kd': rl_kd,

@@ -199,7 +199,7 @@ def test_steps_logged_before_the_first_checkpoint_are_dropped_on_resume(tmp_path
   # completed: the restarted phase begins at step 0 and logs those steps again.
   import types
   import jax.numpy as jnp
-  from kdjax import train
+  from kdjax import loop
   from kdjax.observe import MetricsLog
   log = MetricsLog(str(tmp_path))
   log.write('teacher', 4, {'loss': 0.5})  # an earlier, finished phase stays
@@ -209,7 +209,7 @@ def test_steps_logged_before_the_first_checkpoint_are_dropped_on_resume(tmp_path
                                 checkpoint_dir=str(tmp_path / 'ckpt'))
   state = {'step': jnp.zeros((), jnp.int32), 'w': jnp.ones(3)}
   manager = checkpoint.open_manager(phase.checkpoint_dir)
-  restored, start = train._resume(phase, state, manager, log)
+  restored, start = loop._resume(phase, state, manager, log)
   manager.close()
   assert start is None and restored is state
   lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kdjax.data import sources, vocab
-from kdjax.methods import mixed_vocab as mv
+from kdjax.methods.mixed_vocab import pieces as mv
 
 
 @pytest.fixture(scope='module')
@@ -182,7 +182,7 @@ def init_dual_and_student(dual, student):
 @pytest.mark.parametrize('p', [0.0, 0.5])
 def test_stage1_gradients_reach_student_embeddings_only_when_mixed(tokenizers, sentences, p):
   import optax
-  from kdjax import train
+  from kdjax.steps import init_state
   tok_t, tok_s = tokenizers
   dual, _ = tiny_models(tokenizers)
   ids = np.zeros((1, 8), np.int32)
@@ -192,10 +192,10 @@ def test_stage1_gradients_reach_student_embeddings_only_when_mixed(tokenizers, s
   batch = {**seg, 'weights': np.ones(8, np.float32)}
   segmentation = mv.Segmentation(32, 6, 0.3, mv.VocabIds.of(tok_t), mv.VocabIds.of(tok_s))
   tx = optax.sgd(0.1)
-  state = train.init_state(dual_params, tx)
-  new, metrics = mv.dual_mlm_step(state, batch, jax.random.PRNGKey(0), model=dual, tx=tx,
-                                  segmentation=segmentation, p_final=p, ramp_fraction=0.0,
-                                  ramp_over=1)
+  state = init_state(dual_params, tx)
+  step = mv.dual_mlm_step(dual, segmentation=segmentation, p_final=p, ramp_fraction=0.0,
+                          ramp_over=1)
+  new, metrics = step(state, batch, jax.random.PRNGKey(0), tx=tx)
   moved = lambda name: float(jnp.abs(new['params'][name] - dual_params[name]).max())
   assert np.isfinite(float(metrics['loss']))
   if p == 0.0:
@@ -208,7 +208,7 @@ def test_stage1_gradients_reach_student_embeddings_only_when_mixed(tokenizers, s
 
 def test_stage2_gradients_reach_projection_and_student_embeddings(tokenizers, sentences):
   import optax
-  from kdjax import train
+  from kdjax.steps import init_state
   tok_t, tok_s = tokenizers
   dual, student = tiny_models(tokenizers)
   dual_params, s_params = init_dual_and_student(dual, student)
@@ -216,10 +216,10 @@ def test_stage2_gradients_reach_projection_and_student_embeddings(tokenizers, se
   batch = {**seg, 'weights': np.ones(8, np.float32)}
   segmentation = mv.Segmentation(32, 6, 0.15, mv.VocabIds.of(tok_t), mv.VocabIds.of(tok_s))
   tx = optax.sgd(0.1)
-  state = train.init_state(s_params, tx)
-  new, metrics = mv.student_distill_step(
-      state, dual_params, batch, jax.random.PRNGKey(0), model=student, teacher=dual, tx=tx,
-      segmentation=segmentation, layer_map=(1, 2), hidden_weight=1.0, projection='down')
+  state = init_state(s_params, tx)
+  step = mv.student_distill_step(student, teacher=dual, segmentation=segmentation,
+                                 layer_map=(1, 2), hidden_weight=1.0, projection='down')
+  new, metrics = step(state, dual_params, batch, jax.random.PRNGKey(0), tx=tx)
   assert float(metrics['hidden_loss']) > 0 and float(metrics['mlm_loss']) > 0
   assert s_params['projection'].shape == (32, 16)  # U [d_T, d_S] in the student's tree
   assert float(jnp.abs(new['params']['projection'] - s_params['projection']).max()) > 0
@@ -267,7 +267,7 @@ def test_quick_mixed_vocab_run(tmp_path, glue_dir, tiny_teacher_dir):
   HF export with the student's vocabulary; the baseline shares the teacher."""
   import json
   from transformers import AutoTokenizer
-  from kdjax.methods import mixed_kd
+  from kdjax.methods.mixed_vocab import pipeline as mixed_kd
   from tests.conftest import load_config
   config = load_config('mixed_vocab', 'quick')
   config.data.glue_dir = glue_dir

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdjax.methods import ensemble
+from kdjax.methods.mtdnn_kd import pieces as ensemble
 from kdjax.metrics import glue_average, glue_task_score
 
 
@@ -41,7 +41,7 @@ def test_multitask_loss_against_hand_computed_values():
   has_soft = jnp.array([1.0, 1.0, 1.0, 0.0])
   tasks = jnp.array([0, 1, 2, 1])
   got = ensemble.multitask_loss(logits, labels, soft, has_soft, tasks, TABLE,
-                                hard_weight=0.5, temperature=1.0)
+                                alpha=0.5, temperature=1.0)
   lp0 = np.log(softmax(np.array([1.0, 0.0, -1.0])))
   lp1 = np.log(softmax(np.array([2.0, 0.5])))
   lp3 = np.log(softmax(np.array([0.3, -0.2])))
@@ -59,7 +59,7 @@ def test_multitask_loss_gradients_ignore_padding_and_teacher():
   soft = jnp.array([[0.6, 0.4, 0.0], [2.0, 0.0, 0.0]])
   fn = lambda z, q: ensemble.multitask_loss(
       z, jnp.array([1.0, 0.5]), q, jnp.ones(2), jnp.array([1, 2]), TABLE,
-      hard_weight=0.3, temperature=1.0).sum()
+      alpha=0.3, temperature=1.0).sum()
   grad_z, grad_q = jax.grad(fn, argnums=(0, 1))(logits, soft)
   assert grad_z[0, 2] == 0 and np.all(grad_z[1, 1:] == 0)   # padded / unused columns
   np.testing.assert_array_equal(grad_q, 0.0)                  # soft targets are constants
@@ -122,7 +122,7 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
   targets stored once and reused, student with and without KD."""
   import importlib.util
   import os
-  from kdjax.methods import mtdnn
+  from kdjax.methods.mtdnn_kd import pipeline as mtdnn
   from tests.conftest import REPO
   spec = importlib.util.spec_from_file_location('c', os.path.join(REPO, 'configs',
                                                                   'glue_mtdnn_kd.py'))
@@ -140,12 +140,12 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
     assert len(task['teachers']) == 3 and 'ensemble' in task
   stored = sorted(os.listdir(tmp_path / 'teachers' / 'rte'))
   assert [f for f in stored if f.endswith('.npz')], stored
-  config.distill.use_kd = False
+  config.distill.alpha = 1.0  # gold labels only
   no_kd = mtdnn.run(config, str(tmp_path / 'nokd'))
   assert 'teachers' not in no_kd['tasks']['rte']
   assert np.isfinite(no_kd['student_glue_average'])
   # A second KD run reuses the stored soft targets: no teacher is trained again.
-  config.distill.use_kd = True
+  config.distill.alpha = 0.5
   before = os.path.getmtime(tmp_path / 'teachers' / 'rte' / [f for f in stored if f.endswith('.npz')][0])
   again = mtdnn.run(config, str(tmp_path / 'kd2'))
   assert again['tasks']['rte']['student'] == kd['tasks']['rte']['student']

@@ -3,7 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdjax import parallel, train
+from kdjax import parallel
+from kdjax.methods.kd.pieces import classifier_step
+from kdjax.steps import Schedule, init_state, jit_train_step, make_optimizer
 from kdjax.models.bert import init_params
 from kdjax.models.heads import BertClassifier
 from tests.conftest import TINY, classifier_batch
@@ -12,10 +14,10 @@ from tests.conftest import TINY, classifier_batch
 def _step_on(devices, params, batch):
   mesh = parallel.make_mesh(devices)
   model = BertClassifier(TINY, 3)
-  tx = train.make_optimizer(train.Schedule(1e-3, 10, 2, 0.01))
-  state = parallel.replicate(train.init_state(params, tx), mesh)
-  step = train.jit_train_step(train.classifier_train_step, mesh, model=model, tx=tx,
-                              alpha=0.5, temperature=2.0, regression=False)
+  tx = make_optimizer(Schedule(1e-3, 10, 2, 0.01))
+  state = parallel.replicate(init_state(params, tx), mesh)
+  step = jit_train_step(classifier_step(model, alpha=0.5, temperature=2.0, regression=False),
+                        mesh, tx=tx)
   rng = jax.random.PRNGKey(7)
   for _ in range(2):
     state, metrics = step(state, parallel.to_global(batch, mesh), rng)

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdjax import parallel, students, train
+from kdjax import parallel, students
+from kdjax.methods.kd.pieces import classifier_step
+from kdjax.steps import Schedule, init_state, jit_train_step, make_optimizer
 from kdjax.errors import KdjaxError
 from kdjax.models.bert import init_params
 from kdjax.models.heads import BertClassifier
@@ -18,10 +20,10 @@ from tests.conftest import TINY, classifier_batch
 def _train(dtype, params, batch, steps=3):
   model = BertClassifier(dataclasses.replace(TINY, dtype=dtype), 3)
   mesh = parallel.make_mesh(jax.devices()[:1])
-  tx = train.make_optimizer(train.Schedule(1e-3, 10, 0, 0.01))
-  step = train.jit_train_step(train.classifier_train_step, mesh, model=model, tx=tx,
-                              alpha=0.5, temperature=2.0, regression=False)
-  state = parallel.replicate(train.init_state(params, tx), mesh)
+  tx = make_optimizer(Schedule(1e-3, 10, 0, 0.01))
+  step = jit_train_step(classifier_step(model, alpha=0.5, temperature=2.0, regression=False),
+                        mesh, tx=tx)
+  state = parallel.replicate(init_state(params, tx), mesh)
   losses = []
   for _ in range(steps):
     state, metrics = step(state, parallel.to_global(batch, mesh), jax.random.PRNGKey(3))

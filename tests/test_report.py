@@ -3,7 +3,7 @@ import json
 import os
 
 from kdjax import report
-from kdjax.methods import kd
+from kdjax.methods.kd import pipeline as kd
 from tests.test_e2e import tiny_config
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from kdjax import checkpoint, train
+from kdjax import checkpoint
 from kdjax.data.batching import TrainBatches
-from kdjax.methods import rl_select
+from kdjax.methods.rl_kd import pieces as rl_select
+from kdjax.steps import init_state, jit_train_step
 from kdjax.models.heads import BertClassifier
 from tests.conftest import TINY, load_config
 
@@ -135,7 +136,7 @@ def make_rl_state(model, settings, tx, policy_tx, seed=0):
   policy = rl_select.TeacherPolicy()
   ids = np.zeros((1, 8), np.int32)
   params = model.init(jax.random.PRNGKey(seed), ids, ids, np.ones_like(ids))['params']
-  state = train.init_state(params, tx)
+  state = init_state(params, tx)
   state['policy'] = rl_select.init_policy_state(
       policy, rl_select.feature_size(TINY.hidden_size, 2, 2, settings.extra_features), 2,
       policy_tx, seed)
@@ -153,9 +154,9 @@ def test_policy_learns_to_prefer_the_right_teacher(reward='R1'):
   settings = rl_select.RLSettings(reward=reward)
   policy, state = make_rl_state(model, settings, tx, policy_tx)
   mesh = parallel.make_mesh()
-  step = train.jit_train_step(rl_select.rl_step, mesh, model=model, tx=tx, policy=policy,
-                              policy_tx=policy_tx, rl=settings, alpha=0.0, temperature=1.0,
-                              regression=False, update_student=False)
+  step = jit_train_step(rl_select.rl_step, mesh, model=model, tx=tx, policy=policy,
+                        policy_tx=policy_tx, rl=settings, alpha=0.0, temperature=1.0,
+                        regression=False, update_student=False)
   batches = TrainBatches(arrays, 32, seed=0)
   state = parallel.replicate(state, mesh)
   first_params = jax.device_get(state['params'])
@@ -233,11 +234,11 @@ def test_checkpoint_round_trip_restores_policy(tmp_path):
 def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
   """configs/rl_kd.py:quick with a tiny teacher: all four stages, the record and
   plots; a baseline run reuses the stored teacher outputs."""
-  from kdjax.methods import rlkd
+  from kdjax.methods.rl_kd import pipeline as rlkd
   config = load_config('rl_kd', 'quick')
   config.data.glue_dir = glue_dir
   config.teacher.checkpoint = tiny_teacher_dir
-  config.teacher.layers = (0, 1, 0)
+  config.teacher.member_layers = (0, 1, 0)
   config.teacher.store_dir = str(tmp_path / 'teachers')
   config.rl.reward = 'R3'
   config.student.hidden_size, config.student.num_heads = 16, 2

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from jax import monitoring
 
-from kdjax import parallel, train
+from kdjax import parallel
+from kdjax.classifier import classifier_start
+from kdjax.loop import overlapped
+from kdjax.steps import Start
 from kdjax.data.tasks import TaskSpec
 from kdjax.models.bert import init_params
 from kdjax.models.heads import BertClassifier
@@ -24,12 +27,12 @@ def _columns(rows: int = 32) -> dict[str, np.ndarray]:
   return batch
 
 
-def _start(columns, compile_ahead: bool) -> train.Start:
+def _start(columns, compile_ahead: bool) -> Start:
   mesh = parallel.make_mesh()
   model = BertClassifier(TINY, 3)
   params = jax.device_get(init_params(model, jax.random.PRNGKey(0)))
-  return train.classifier_start('student', model, params, columns, SPEC, SECTION, mesh,
-                                alpha=0.5, temperature=2.0, compile_ahead=compile_ahead)
+  return classifier_start(model, params, columns, SPEC, SECTION, mesh, name='student',
+                          alpha=0.5, temperature=2.0, compile_ahead=compile_ahead)
 
 
 def _compilations_during(fn) -> int:
@@ -46,7 +49,7 @@ def _compilations_during(fn) -> int:
   return count['n']
 
 
-def _two_steps(start: train.Start, columns) -> tuple[dict, float]:
+def _two_steps(start: Start, columns) -> tuple[dict, float]:
   mesh = parallel.make_mesh()
   state, rng = start.state, jax.random.PRNGKey(3)
   for rows in (slice(0, 8), slice(8, 16)):
@@ -60,8 +63,8 @@ def test_started_ahead_on_a_thread_trains_the_same_with_no_compilation_at_its_fi
   columns = _columns()
   # The teacher logits are not known yet when a student starts ahead: shapes suffice.
   shapes = {**columns, 'teacher_logits': jax.ShapeDtypeStruct((32, 3), np.float32)}
-  ahead, busy = train.overlapped(lambda: _start(shapes, compile_ahead=True),
-                                 lambda: sum(range(10 ** 6)))
+  ahead, busy = overlapped(lambda: _start(shapes, compile_ahead=True),
+                           lambda: sum(range(10 ** 6)))
   assert busy == sum(range(10 ** 6))
   holder = {}
   assert _compilations_during(lambda: holder.update(out=_two_steps(ahead, columns))) == 0
@@ -77,4 +80,4 @@ def test_an_error_on_the_background_thread_is_raised_here():
   def fail():
     raise ValueError('bad student')
   with pytest.raises(ValueError, match='bad student'):
-    train.overlapped(fail, lambda: None)
+    overlapped(fail, lambda: None)

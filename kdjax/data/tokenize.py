@@ -6,6 +6,8 @@ import numpy as np
 from kdjax.data.tasks import Examples
 from kdjax.errors import KdjaxError
 
+ENCODER_INPUTS = ('input_ids', 'token_type_ids', 'attention_mask')
+
 
 def load_tokenizer(checkpoint_dir: str):
   """The HF tokenizer stored beside a checkpoint (vocab.txt or tokenizer.json)."""
@@ -33,5 +35,9 @@ def encode(tokenizer, examples: Examples, max_length: int) -> dict[str, np.ndarr
   args = (examples.texts_a,) if examples.texts_b is None else (examples.texts_a, examples.texts_b)
   enc = tokenizer(*args, padding='max_length', truncation=True, max_length=max_length,
                   return_tensors='np', return_token_type_ids=True, return_attention_mask=True)
-  return {k: np.asarray(enc[k], np.int32)
-          for k in ('input_ids', 'token_type_ids', 'attention_mask')}
+  return {k: np.asarray(enc[k], np.int32) for k in ENCODER_INPUTS}
+
+
+def model_inputs(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The encoder's input columns of `arrays` (without labels or targets)."""
+  return {k: arrays[k] for k in ENCODER_INPUTS}

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
+from kdjax import atomic
 from kdjax.errors import KdjaxError
 
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -33,16 +34,12 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str,
   tokenizer.train_from_iterator(iter(texts), vocab_size=vocab_size,
                                 min_frequency=min_frequency, show_progress=False,
                                 special_tokens=list(SPECIAL_TOKENS))
-  tmp = f'{out_dir.rstrip(os.sep)}.tmp-{os.getpid()}'
-  os.makedirs(tmp, exist_ok=True)
-  tokenizer.save_model(tmp)
-  with open(os.path.join(tmp, 'tokenizer_config.json'), 'w') as f:
-    json.dump({'tokenizer_class': 'BertTokenizer', 'do_lower_case': lowercase,
-               'model_max_length': 512}, f, indent=2)
-  if os.path.isdir(out_dir):
-    import shutil
-    shutil.rmtree(out_dir)
-  os.replace(tmp, out_dir)
+  with atomic.replacing(out_dir) as tmp:
+    os.makedirs(tmp)
+    tokenizer.save_model(tmp)
+    with open(os.path.join(tmp, 'tokenizer_config.json'), 'w') as f:
+      json.dump({'tokenizer_class': 'BertTokenizer', 'do_lower_case': lowercase,
+                 'model_max_length': 512}, f, indent=2)
   return out_dir
 
 

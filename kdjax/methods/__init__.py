@@ -1,14 +1,16 @@
-"""Distillation methods. Each module has `run(config, workdir) -> summary dict`
-and `format_table(summary) -> str`; `config.method` picks one."""
+"""Distillation methods, one subpackage each: `pieces` (pure losses, steps and
+samplers, importable with jax, flax and optax alone) and `pipeline`
+(`run(config, workdir) -> summary dict` and `format_table(summary) -> str`, built
+on `kdjax.scaffold`). `config.method` picks one."""
 import importlib
 
 from kdjax.errors import KdjaxError
 
-METHODS = {'kd': 'kdjax.methods.kd', 'mtdnn_kd': 'kdjax.methods.mtdnn',
-           'rl_kd': 'kdjax.methods.rlkd', 'mixed_vocab': 'kdjax.methods.mixed_kd'}
+METHODS = ('kd', 'mtdnn_kd', 'rl_kd', 'mixed_vocab')
 
 
 def get_method(name: str):
+  """The pipeline module of method `name`."""
   if name not in METHODS:
     raise KdjaxError(f'unknown method {name!r}; choose one of {sorted(METHODS)}')
-  return importlib.import_module(METHODS[name])
+  return importlib.import_module(f'kdjax.methods.{name}.pipeline')

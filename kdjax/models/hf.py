@@ -10,8 +10,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Any, Iterator
 
 import numpy as np
@@ -19,6 +17,7 @@ from flax import traverse_util
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from kdjax import atomic
 from kdjax.errors import KdjaxError
 from kdjax.models.bert import BertConfig
 
@@ -217,10 +216,8 @@ def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
         'label2id': {name: i for i, name in enumerate(names)},
         'classifier_dropout': None,
     })
-  parent = os.path.dirname(os.path.abspath(out_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.export-', dir=parent)
-  try:
+  with atomic.replacing(out_dir) as tmp:
+    os.makedirs(tmp)
     with open(os.path.join(tmp, 'config.json'), 'w', encoding='utf-8') as f:
       json.dump(hf, f, indent=2, sort_keys=True)
     tensors = {k: v.astype(dtype) for k, v in
@@ -230,12 +227,6 @@ def export_hf_checkpoint(out_dir: str, config: BertConfig, encoder_params,
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.save_pretrained(tmp)
     _write_vocab_txt(tokenizer, os.path.join(tmp, 'vocab.txt'))
-    if os.path.exists(out_dir):
-      shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return out_dir
 
 

@@ -1,4 +1,4 @@
-"""Models of mixed-vocabulary distillation (METHODS.md, method 3).
+"""Models of mixed-vocabulary distillation.
 
 `DualVocabBert` (Stage I) is the teacher encoder reading text in which some
 words are written with the student vocabulary: those positions are embedded by
@@ -14,8 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kdjax.methods.mixed_vocab import STUDENT_VOCAB
 from kdjax.models.bert import BertConfig, BertEncoder
+
+TEACHER_VOCAB, STUDENT_VOCAB = 0, 1  # which vocabulary a position is written in
 
 
 def gather_positions(hidden: jax.Array, positions: jax.Array) -> jax.Array:

@@ -18,28 +18,27 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
-import time
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kdjax import parallel, plots, students, summary, teachers, train
+from kdjax import atomic, loop, parallel, plots, scaffold, seeds, students, teachers
+from kdjax.classifier import classifier_start, train_classifier
 from kdjax.data import sources
 from kdjax.data.batching import TrainBatches
-from kdjax.data.tasks import Examples, TaskSpec
-from kdjax.data.tokenize import encode
+from kdjax.data.tasks import Examples
+from kdjax.data.tokenize import encode, model_inputs
 from kdjax.errors import KdjaxError
-from kdjax.methods import rl_select
+from kdjax.methods.rl_kd import pieces
 from kdjax.metrics import compute_metrics
 from kdjax.models.bert import count_params
 from kdjax.models.hf import HFCheckpoint, export_hf_checkpoint
-from kdjax.observe import MetricsLog
+from kdjax.steps import (Schedule, Start, init_state, jit_predict, jit_train_step,
+                         make_optimizer, steps_for)
 
 WEIGHTINGS = ('policy', 'equal', 'single')
 _POLICY_PHASES = ('policy_pretrain', 'joint')
@@ -70,20 +69,18 @@ def encode_split(tokenizer, examples: Examples, max_length: int) -> dict[str, np
   return {**encode(tokenizer, examples, max_length), 'labels': examples.labels}
 
 
-def _inputs(arrays):
-  return {k: arrays[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')}
-
-
 # ------------------------------------------------------------------ teachers
 
 def teacher_specs(section) -> list[dict]:
   """One dict per teacher (name, layers, epochs, seed) from the parallel tuples."""
-  names, layers, epochs = tuple(section.names), tuple(section.layers), tuple(section.epochs)
+  names, layers, epochs = (tuple(section.member_names), tuple(section.member_layers),
+                           tuple(section.member_epochs))
   if not names or not len(names) == len(layers) == len(epochs):
-    raise KdjaxError('teacher.names, teacher.layers and teacher.epochs must list one '
-                     f'entry per teacher (got {len(names)}, {len(layers)}, {len(epochs)})')
+    raise KdjaxError('teacher.member_names, teacher.member_layers and teacher.member_epochs '
+                     f'must list one entry per teacher (got {len(names)}, {len(layers)}, '
+                     f'{len(epochs)})')
   if len(set(names)) != len(names):
-    raise KdjaxError(f'teacher.names must be distinct: {names}')
+    raise KdjaxError(f'teacher.member_names must be distinct: {names}')
   return [{'name': n, 'layers': int(l), 'epochs': float(e), 'seed': section.seed + 100 * k}
           for k, (n, l, e) in enumerate(zip(names, layers, epochs))]
 
@@ -94,7 +91,7 @@ def truncated(ckpt: HFCheckpoint, num_layers: int) -> HFCheckpoint:
   if num_layers == 0 or num_layers == full:
     return ckpt
   if not 0 < num_layers <= full:
-    raise KdjaxError(f'teacher.layers {num_layers}: the checkpoint has {full} layers')
+    raise KdjaxError(f'teacher.member_layers {num_layers}: the checkpoint has {full} layers')
   encoder = {k: v for k, v in ckpt.encoder_params.items()
              if not k.startswith('layer_') or int(k.split('_')[1]) < num_layers}
   return dataclasses.replace(ckpt, config=dataclasses.replace(ckpt.config,
@@ -102,46 +99,34 @@ def truncated(ckpt: HFCheckpoint, num_layers: int) -> HFCheckpoint:
                              encoder_params=encoder)
 
 
-def _store_key(config, specs, teacher_dir: str, data_fingerprint: str) -> str:
-  section = {k: v for k, v in config.teacher.to_dict().items() if k != 'store_dir'}
-  identity = json.dumps({'teacher': section, 'specs': specs, 'dir': teacher_dir,
-                         'data': data_fingerprint, 'max_length': config.data.max_length,
-                         **{'dtype': d for d in teachers.dtype_parts(config)}},
-                        sort_keys=True, default=str)
-  return hashlib.sha256(identity.encode()).hexdigest()[:16]
-
-
-def prepare_teachers(config, spec: TaskSpec, encoded: dict, ckpt: HFCheckpoint,
-                     teacher_dir: str, store_path: str, eval_split: str, mesh,
-                     log: MetricsLog) -> dict[str, np.ndarray]:
+def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir: str,
+                     eval_split: str) -> dict[str, np.ndarray]:
   """Trains (or reuses) the teachers; returns their logits per split, each [K, N, C]."""
-  if not os.path.exists(store_path):
-    key = os.path.basename(store_path)[len('teachers-'):-len('.npz')]
+  config, mesh = run.config, run.mesh
+
+  def compute():
     outputs = {split: [] for split in encoded}
     for k, t in enumerate(teacher_specs(config.teacher)):
-      model, params = teachers.build_teacher(truncated(ckpt, t['layers']), spec, t['seed'])
-      predict = train.jit_predict(model, mesh)
+      model, params = teachers.build_teacher(truncated(run.teacher.checkpoint, t['layers']),
+                                             spec, t['seed'])
+      predict = jit_predict(model, mesh)
       if t['epochs'] > 0:
-        section = types.SimpleNamespace(**{**config.teacher.to_dict(), 'epochs': t['epochs']})
-        eval_fn = lambda p: train.evaluate(predict, p, _inputs(encoded[eval_split]),
-                                           encoded[eval_split]['labels'], spec,
-                                           config.eval_batch_size, mesh)
-        params = train.fit_classifier(
-            f'teacher_{t["name"]}', 100 + k, model, params, encoded['train'], spec, section,
-            config, mesh, os.path.join(os.path.dirname(store_path), f"{t['name']}-{key}"),
-            log, eval_fn,
-            alpha=1.0, temperature=1.0, seed=t['seed'])
+        name = f'teacher_{t["name"]}'
+        eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[eval_split]),
+                                          encoded[eval_split]['labels'], spec,
+                                          config.eval_batch_size, mesh)
+        start = classifier_start(model, params, encoded['train'], spec, config.teacher, mesh,
+                                 name=name, epochs=t['epochs'])
+        params = train_classifier(run, name, start, encoded['train'], config.teacher, eval_fn,
+                                  phase_id=seeds.rl_teacher(k), seed=t['seed'],
+                                  epochs=t['epochs'],
+                                  checkpoint_dir=os.path.join(store_dir, f"{t['name']}-{key}"))
       for split, arrays in encoded.items():
-        outputs[split].append(train.predict_all(predict, params, _inputs(arrays),
-                                                config.eval_batch_size, mesh,
-                                                desc=f'{t["name"]} outputs on {split}'))
-    if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(store_path), exist_ok=True)
-      tmp = f'{store_path}.tmp-{os.getpid()}.npz'
-      np.savez(tmp, **{split: np.stack(v).astype(np.float32) for split, v in outputs.items()})
-      os.replace(tmp, store_path)  # a student never reads half-written teacher outputs
-  with np.load(store_path) as stored:
-    return {k: stored[k] for k in stored.files}
+        outputs[split].append(loop.predict_all(predict, params, model_inputs(arrays),
+                                               config.eval_batch_size, mesh,
+                                               desc=f'{t["name"]} outputs on {split}'))
+    return {split: np.stack(v) for split, v in outputs.items()}
+  return teachers.stored_outputs(store_dir, 'teachers', key, compute)
 
 
 # ------------------------------------------------------------------ student
@@ -161,8 +146,8 @@ class StageBatches:
     return batch
 
 
-def rl_settings(section) -> rl_select.RLSettings:
-  return rl_select.RLSettings(section.selection, section.reward,
+def rl_settings(section) -> pieces.RLSettings:
+  return pieces.RLSettings(section.selection, section.reward,
                               tuple(section.extra_features), section.baseline_decay)
 
 
@@ -190,29 +175,29 @@ def fixed_teacher_weights(config, num_teachers: int) -> tuple[float, ...]:
   return (1.0 / num_teachers,) * num_teachers
 
 
-def train_student(config, workdir: str, model, params, spec: TaskSpec, arrays: dict,
-                  heldout: dict | None, mesh, log: MetricsLog, eval_fn):
+def train_student(run: scaffold.Run, model, params, spec, arrays: dict, heldout: dict | None,
+                  eval_fn):
   """Runs the stages of `student_stages`; returns the final train state."""
+  config, mesh = run.config, run.mesh
   d, rl = config.distill, config.rl
   num_teachers = arrays['teacher_logits'].shape[1]
   parallel.check_batch_size(d.batch_size, mesh, 'distill batch_size')
-  order = TrainBatches(arrays, d.batch_size, seed=config.seed + 2,
+  order = TrainBatches(arrays, d.batch_size, seed=config.seed + seeds.STUDENT,
                        process_index=jax.process_index(), process_count=jax.process_count())
-  total = train.steps_for(order.num_examples, d.batch_size, d.epochs)
-  tx = train.make_optimizer(train.Schedule(d.learning_rate, total,
-                                           int(d.warmup_fraction * total), d.weight_decay))
-  state = train.init_state(params, tx)
-  static = dict(model=model, tx=tx, alpha=d.alpha, temperature=d.temperature,
-                regression=spec.regression)
+  total = steps_for(order.num_examples, d.batch_size, d.epochs)
+  tx = make_optimizer(Schedule(d.learning_rate, total, int(d.warmup_fraction * total),
+                               d.weight_decay))
+  state = init_state(params, tx)
+  losses = dict(alpha=d.alpha, temperature=d.temperature, regression=spec.regression)
   stages = student_stages(config, total)
   if d.weighting == 'policy':
     settings = rl_settings(rl)
-    policy = rl_select.TeacherPolicy(tuple(rl.hidden_sizes))
+    policy = pieces.TeacherPolicy(tuple(rl.hidden_sizes))
     policy_tx = optax.adam(rl.learning_rate)
-    num_features = rl_select.feature_size(model.config.hidden_size, spec.num_outputs,
-                                          num_teachers, settings.extra_features)
-    state['policy'] = rl_select.init_policy_state(policy, num_features, num_teachers,
-                                                  policy_tx, config.seed + 5)
+    num_features = pieces.feature_size(model.config.hidden_size, spec.num_outputs,
+                                       num_teachers, settings.extra_features)
+    state['policy'] = pieces.init_policy_state(policy, num_features, num_teachers,
+                                               policy_tx, config.seed + seeds.RL_POLICY_INIT)
     held = None
     if settings.reward == 'R3':
       if heldout is None or len(heldout['labels']) < rl.heldout_batch_size:
@@ -220,35 +205,31 @@ def train_student(config, workdir: str, model, params, spec: TaskSpec, arrays: d
                          f'{rl.heldout_batch_size} held-out examples; raise '
                          'distill.heldout_fraction')
       parallel.check_batch_size(rl.heldout_batch_size, mesh, 'rl heldout_batch_size')
-      held = TrainBatches(heldout, rl.heldout_batch_size, seed=config.seed + 4,
+      held = TrainBatches(heldout, rl.heldout_batch_size,
+                          seed=config.seed + seeds.RL_HELDOUT_ORDER,
                           process_index=jax.process_index(),
                           process_count=jax.process_count())
-    rl_static = dict(static, policy=policy, policy_tx=policy_tx, rl=settings)
+    rl_static = dict(model=model, tx=tx, policy=policy, policy_tx=policy_tx, rl=settings,
+                     **losses)
   state = parallel.replicate(state, mesh)
 
   student_steps_done = 0
-  for phase_id, (name, steps) in enumerate(stages, start=2):
+  for phase_id, (name, steps) in enumerate(stages, start=seeds.STUDENT):
     if name in ('student', 'student_warmup'):
       weights = (fixed_teacher_weights(config, num_teachers) if name == 'student'
                  else (1.0 / num_teachers,) * num_teachers)
-      step_fn = train.jit_train_step(rl_select.fixed_weight_step, mesh,
-                                     teacher_weights=weights, **static)
+      step_fn = jit_train_step(pieces.fixed_weight_step(model, teacher_weights=weights,
+                                                        **losses), mesh, tx=tx)
       batches = StageBatches(order)
     elif name == 'policy_pretrain':
-      step_fn = train.jit_train_step(rl_select.rl_step, mesh, update_student=False,
-                                     **rl_static)
-      pretrain_order = dataclasses.replace(order, seed=config.seed + 3)
+      step_fn = jit_train_step(pieces.rl_step, mesh, update_student=False, **rl_static)
+      pretrain_order = dataclasses.replace(order, seed=config.seed + seeds.RL_PRETRAIN_ORDER)
       batches = StageBatches(pretrain_order, 0, held)
     else:  # joint
-      step_fn = train.jit_train_step(rl_select.rl_step, mesh, update_student=True,
-                                     **rl_static)
+      step_fn = jit_train_step(pieces.rl_step, mesh, update_student=True, **rl_static)
       batches = StageBatches(order, student_steps_done, held)
-    phase = train.Phase(name, step_fn, batches, steps,
-                        os.path.join(workdir, 'checkpoints', name), eval_fn,
-                        config.eval_every, config.checkpoint_every, config.log_every,
-                        config.keep_checkpoints)
-    rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), phase_id)
-    state = train.run_phase(phase, state, rng, mesh, log)
+    state = run.train(name, Start(state, step_fn), batches, steps, eval_fn,
+                      phase_id=phase_id, seed=config.seed)
     state = {**state, 'step': jnp.zeros_like(state['step'])}  # the next stage counts anew
     if name != 'policy_pretrain':
       student_steps_done += steps
@@ -284,7 +265,7 @@ def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndar
   Difficulty of an instance: the teachers' mean loss on its gold label.
   probs [N, K], teacher_logits [N, K, C], labels [N].
   """
-  losses = np.asarray(rl_select._gold_loss(jnp.asarray(teacher_logits),
+  losses = np.asarray(pieces._gold_loss(jnp.asarray(teacher_logits),
                                            jnp.asarray(labels)[:, None], regression))
   difficulty = losses.mean(axis=1)
   edges = np.quantile(difficulty, np.linspace(0, 1, num_bins + 1))
@@ -304,9 +285,9 @@ def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndar
 
 
 def _policy_probs(params, batch, *, model, policy, extra_features, regression):
-  """`rl_select.policy_probs` for (student params, policy params) in one argument."""
+  """`pieces.policy_probs` for (student params, policy params) in one argument."""
   student_params, policy_params = params
-  return rl_select.policy_probs(student_params, policy_params, batch, model=model,
+  return pieces.policy_probs(student_params, policy_params, batch, model=model,
                                 policy=policy, extra_features=extra_features,
                                 regression=regression)
 
@@ -314,10 +295,10 @@ def _policy_probs(params, batch, *, model, policy, extra_features, regression):
 def write_policy_record(workdir: str, names: list[str], state, model, config, spec,
                         arrays: dict, mesh) -> dict:
   """policy_weights.json and the two PNG plots of what the policy learned."""
-  predict = train.jit_predict(model, mesh, functools.partial(
-      _policy_probs, policy=rl_select.TeacherPolicy(tuple(config.rl.hidden_sizes)),
+  predict = jit_predict(model, mesh, functools.partial(
+      _policy_probs, policy=pieces.TeacherPolicy(tuple(config.rl.hidden_sizes)),
       extra_features=tuple(config.rl.extra_features), regression=spec.regression))
-  probs = train.predict_all(predict, (state['params'], state['policy']['params']), arrays,
+  probs = loop.predict_all(predict, (state['params'], state['policy']['params']), arrays,
                             config.eval_batch_size, mesh)
   record = {'teachers': names,
             'over_training': over_training(os.path.join(workdir, 'metrics.jsonl'), len(names)),
@@ -325,7 +306,7 @@ def write_policy_record(workdir: str, names: list[str], state, model, config, sp
             'by_difficulty': by_difficulty(probs, arrays['teacher_logits'], arrays['labels'],
                                            spec.regression)}
   if jax.process_index() == 0:
-    summary.write_json(os.path.join(workdir, 'policy_weights.json'), record)
+    atomic.write_json(os.path.join(workdir, 'policy_weights.json'), record)
     plots.policy_over_training(record, os.path.join(workdir, 'policy_weights.png'))
     plots.policy_by_difficulty(record, os.path.join(workdir, 'policy_by_difficulty.png'))
   return record
@@ -336,7 +317,7 @@ def write_policy_record(workdir: str, names: list[str], state, model, config, sp
 def variant_name(config) -> str:
   d = config.distill
   if d.weighting == 'single':
-    return f'single teacher {tuple(config.teacher.names)[d.single_teacher]}'
+    return f'single teacher {tuple(config.teacher.member_names)[d.single_teacher]}'
   if d.weighting == 'equal':
     return 'equal weights'
   return f'RL-KD {config.rl.reward} ({config.rl.selection})'
@@ -344,77 +325,65 @@ def variant_name(config) -> str:
 
 def run(config, workdir: str) -> dict:
   """All stages; returns (and writes to workdir/summary.json) the summary."""
-  started = time.time()
-  train.ensure_writable(workdir)
   specs = teacher_specs(config.teacher)
   if config.distill.weighting == 'policy':
     rl_settings(config.rl)  # bad switches fail before any training
-  teacher_dir, ckpt, tokenizer = teachers.open_teacher(
-      config.teacher.checkpoint, config.data.max_length, config.seed, config.compute_dtype)
+  r = scaffold.begin(config, workdir)
+  mesh = r.mesh
   spec, splits = sources.load_task(config.data)
   eval_split = sources.final_eval_split(splits)
   evaluated = sources.subsample(splits[eval_split], config.data.max_eval_examples,
                                 config.data.split_seed)
   train_ex, heldout_ex = holdout_split(splits['train'], config.distill.heldout_fraction,
                                        config.data.split_seed, spec.regression)
-  encoded = {'train': encode_split(tokenizer, train_ex, config.data.max_length),
-             eval_split: encode_split(tokenizer, evaluated, config.data.max_length)}
-  heldout = (None if heldout_ex is None
-             else encode_split(tokenizer, heldout_ex, config.data.max_length))
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-  log = MetricsLog(workdir)
-  if jax.process_index() == 0:
-    summary.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  tokenizer, length = r.teacher.tokenizer, config.data.max_length
+  encoded = {'train': encode_split(tokenizer, train_ex, length),
+             eval_split: encode_split(tokenizer, evaluated, length)}
+  heldout = None if heldout_ex is None else encode_split(tokenizer, heldout_ex, length)
+  log = r.open_log()
 
-  store_dir = config.teacher.store_dir or os.path.join(workdir, 'teachers')
+  store_dir = os.path.join(config.teacher.store_dir or r.path('teachers'), spec.name)
   data_key = sources.fingerprint(train_ex) + sources.fingerprint(evaluated)
-  store_path = os.path.join(store_dir, spec.name,
-                            f'teachers-{_store_key(config, specs, teacher_dir, data_key)}.npz')
-  outputs = prepare_teachers(config, spec, encoded, ckpt, teacher_dir, store_path,
-                             eval_split, mesh, log)
+  key = teachers.config_key(teachers.settings(config.teacher), specs, r.teacher.dir, data_key, length,
+                            *teachers.dtype_parts(config))
+  outputs = prepare_teachers(r, spec, encoded, key, store_dir, eval_split)
   eval_labels = encoded[eval_split]['labels']
   teacher_rows = [{**t, 'metrics': compute_metrics(spec.metrics, out, eval_labels,
                                                    spec.regression)}
                   for t, out in zip(specs, outputs[eval_split])]
 
+  ckpt = r.teacher.checkpoint
   s_config = students.student_config(ckpt.config, config.student)
   model, params = students.init_student(s_config, spec.num_outputs, config.seed,
                                         config.student.init, ckpt.config,
                                         {'bert': ckpt.encoder_params},
                                         config.student.teacher_layers)
-  predict = train.jit_predict(model, mesh)
-  eval_fn = lambda p: train.evaluate(predict, p, _inputs(encoded[eval_split]), eval_labels,
-                                     spec, config.eval_batch_size, mesh)
+  predict = jit_predict(model, mesh)
+  eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[eval_split]), eval_labels,
+                                    spec, config.eval_batch_size, mesh)
   arrays = {**encoded['train'], 'teacher_logits': np.transpose(outputs['train'], (1, 0, 2))}
-  state = train_student(config, workdir, model, params, spec, arrays, heldout, mesh, log,
-                        eval_fn)
+  state = train_student(r, model, params, spec, arrays, heldout, eval_fn)
   metrics = eval_fn(state['params'])
   log.write('student_final', 0, {f'{eval_split}_{k}': v for k, v in metrics.items()})
 
   host_params = jax.device_get(state['params'])
-  export_dir = os.path.join(workdir, 'export', 'student')
+  export_dir = r.path('export', 'student')
   if jax.process_index() == 0:
     export_hf_checkpoint(export_dir, s_config, host_params['bert'],
-                         host_params['classifier'], spec.label_names, teacher_dir)
+                         host_params['classifier'], spec.label_names, r.teacher.dir)
   result = {'method': 'rl_kd', 'task': spec.name, 'variant': variant_name(config),
             'weighting': config.distill.weighting, 'eval_split': eval_split,
             'data_sizes': {'train': len(train_ex), 'heldout': 0 if heldout_ex is None
                            else len(heldout_ex), eval_split: len(evaluated)},
             'teachers': teacher_rows,
             'student': {'metrics': metrics, 'params': count_params(host_params),
-                        'export_dir': export_dir},
-            'teacher_checkpoint': teacher_dir, 'hardware': summary.hardware()}
+                        'export_dir': export_dir}}
   if config.distill.weighting == 'policy':
     record = write_policy_record(workdir, [t['name'] for t in specs], state, model, config,
                                  spec, arrays, mesh)
     result['policy'] = {'final_mean_prob': record['final_mean_prob'],
                         'by_difficulty': record['by_difficulty']}
-  result['wall_seconds'] = time.time() - started
-  log.close()
-  if jax.process_index() == 0:
-    summary.write_json(os.path.join(workdir, 'summary.json'), result)
-  return result
+  return r.finish(result)
 
 
 def format_table(result: dict) -> str:

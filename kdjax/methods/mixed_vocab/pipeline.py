@@ -18,24 +18,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 
 import jax
 import numpy as np
 
-from kdjax import parallel, students, summary, teachers, train
+from kdjax import loop, parallel, scaffold, seeds, students, summary, teachers
+from kdjax.classifier import classifier_start, train_classifier
 from kdjax.data import sources, vocab
 from kdjax.data.batching import TrainBatches
-from kdjax.data.tokenize import encode, load_tokenizer
+from kdjax.data.tokenize import encode, load_tokenizer, model_inputs
 from kdjax.errors import KdjaxError
-from kdjax.methods import kd, mixed_vocab
+from kdjax.methods.kd.pipeline import task_teacher
+from kdjax.methods.mixed_vocab import pieces
 from kdjax.models.bert import BertConfig, init_params
 from kdjax.models.heads import BertClassifier
 from kdjax.models.hf import export_hf_checkpoint
 from kdjax.models.mixed import DualVocabBert, MlmStudent
-from kdjax.observe import MetricsLog
+from kdjax.steps import jit_predict, phase_optimizer, start_phase
 
-_STAGE1, _STAGE2, _STAGE3 = 11, 12, 13
 
 
 # ------------------------------------------------------------------ corpus
@@ -124,23 +124,24 @@ def student_bert_config(config, vocab_size: int) -> BertConfig:
 
 # ------------------------------------------------------------------ stages I and II
 
-def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
-                     corpus: list[str], s_config: BertConfig, mesh, log: MetricsLog):
+def pretrain_student(run: scaffold.Run, tok_s, corpus: list[str], s_config: BertConfig):
   """Stages I and II; returns the student encoder params (student vocabulary)."""
+  config, mesh, ckpt, tok_t = run.config, run.mesh, run.teacher.checkpoint, run.teacher.tokenizer
   m = config.mixed
   length = config.data.max_length
   seed = m.pretrain_seed
-  root = _pretrain_root(config, workdir)
-  stage1_key, stage2_key = _stage_keys(config, teacher_dir, corpus)
+  root = _pretrain_root(config, run.workdir)
+  stage1_key, stage2_key = _stage_keys(config, run.teacher.dir, corpus)
   segments = vocab.segment_words(tok_t, tok_s, corpus, max_words=length, max_pieces=length)
-  segmentation = mixed_vocab.Segmentation(length, m.max_predictions, m.mask_prob,
-                                          mixed_vocab.VocabIds.of(tok_t),
-                                          mixed_vocab.VocabIds.of(tok_s))
-  no_eval = lambda params: {}
+  segmentation = pieces.Segmentation(length, m.max_predictions, m.mask_prob,
+                                     pieces.VocabIds.of(tok_t), pieces.VocabIds.of(tok_s))
 
-  def batches(section, phase_id):
-    return TrainBatches(segments, section.batch_size, seed=seed + phase_id,
-                        process_index=jax.process_index(), process_count=jax.process_count())
+  def train(name, section, phase_id, start, checkpoint_dir):
+    parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
+    batches = TrainBatches(segments, section.batch_size, seed=seed + phase_id,
+                           process_index=jax.process_index(), process_count=jax.process_count())
+    return run.train(name, start, batches, section.steps, loop.no_eval, phase_id=phase_id,
+                     seed=seed, checkpoint_dir=checkpoint_dir)['params']
 
   # Stage I: the teacher learns to read the student vocabulary.
   dual = DualVocabBert(ckpt.config, len(tok_s), s_config.hidden_size)
@@ -158,11 +159,11 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
     raise KdjaxError(f"unknown mixed.embedding_init {m.embedding_init!r}; use 'teacher' "
                      "or 'random'")
   s1 = config.stage1
-  dual_params = train.fit('stage1_dual_mlm', _STAGE1, dual_params, mixed_vocab.dual_mlm_step,
-                          batches(s1, _STAGE1), s1.steps, s1, config, mesh,
-                          os.path.join(root, f'stage1-{stage1_key}'), log, no_eval, seed=seed,
-                          model=dual, segmentation=segmentation, p_final=s1.p_student,
-                          ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
+  step = pieces.dual_mlm_step(dual, segmentation=segmentation, p_final=s1.p_student,
+                              ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
+  dual_params = train('stage1_dual_mlm', s1, seeds.MIXED_STAGE1,
+                      start_phase(dual_params, step, phase_optimizer(s1, s1.steps), mesh),
+                      os.path.join(root, f'stage1-{stage1_key}'))
 
   # Stage II: the student learns from the Stage-I teacher on student-vocabulary text.
   s2 = config.stage2
@@ -180,13 +181,13 @@ def pretrain_student(config, workdir: str, teacher_dir: str, ckpt, tok_t, tok_s,
       0 <= t < ckpt.config.num_layers for t in layer_map):
     raise KdjaxError(f'stage2.layer_map {layer_map} must name {s_config.num_layers} teacher '
                      f'layers in [0, {ckpt.config.num_layers})')
-  s_params = train.fit('stage2_student', _STAGE2, s_params, mixed_vocab.student_distill_step,
-                       batches(s2, _STAGE2), s2.steps, s2, config, mesh,
-                       os.path.join(root, f'stage2-{stage2_key}'), log, no_eval, seed=seed,
-                       frozen=dual_params, model=student, teacher=dual,
-                       segmentation=segmentation,
-                       layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
-                       hidden_weight=s2.hidden_weight, projection=s2.projection)
+  step = pieces.student_distill_step(
+      student, teacher=dual, segmentation=segmentation,
+      layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices
+      hidden_weight=s2.hidden_weight, projection=s2.projection)
+  start = start_phase(s_params, step, phase_optimizer(s2, s2.steps), mesh, frozen=dual_params)
+  s_params = train('stage2_student', s2, seeds.MIXED_STAGE2, start,
+                   os.path.join(root, f'stage2-{stage2_key}'))
   return jax.device_get(s_params)['bert']
 
 
@@ -211,11 +212,9 @@ def _transfer_to_student(s_params, teacher_embeddings, basis: np.ndarray, up: np
 
 def run(config, workdir: str) -> dict:
   """All stages; returns (and writes to workdir/summary.json) the summary."""
-  started = time.time()
-  train.ensure_writable(workdir)
+  r = scaffold.begin(config, workdir)
+  mesh, ckpt, tok_t = r.mesh, r.teacher.checkpoint, r.teacher.tokenizer
   length = config.data.max_length
-  teacher_dir, ckpt, tok_t = teachers.open_teacher(config.teacher.checkpoint, length,
-                                                   config.seed, config.compute_dtype)
   spec, splits = sources.load_task(config.data)
   dev_split, final_split = (sources.during_training_eval_split(splits),
                             sources.final_eval_split(splits))
@@ -228,74 +227,62 @@ def run(config, workdir: str) -> dict:
   if length > s_config.max_position_embeddings:
     raise KdjaxError(f'data.max_length {length} exceeds student.max_positions '
                      f'{s_config.max_position_embeddings}')
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-  log = MetricsLog(workdir)
-  if jax.process_index() == 0:
-    summary.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  log = r.open_log()
 
   def encoded_with(tokenizer):
     return {name: {**encode(tokenizer, ex, length), 'labels': ex.labels}
             for name, ex in splits.items()}
 
   encoded_t, encoded_s = encoded_with(tok_t), encoded_with(tok_s)
-  inputs = lambda arrays: {k: arrays[k] for k in ('input_ids', 'token_type_ids',
-                                                  'attention_mask')}
 
   def eval_fn_for(encoded):
-    return lambda predict: (lambda params: train.evaluate(
-        predict, params, inputs(encoded[dev_split]), encoded[dev_split]['labels'], spec,
+    return lambda predict: (lambda params: loop.evaluate(
+        predict, params, model_inputs(encoded[dev_split]), encoded[dev_split]['labels'], spec,
         config.eval_batch_size, mesh))
 
   # The task teacher (its own vocabulary): metrics to compare with, and KD targets.
-  _, t_params, t_predict, teacher_outputs = kd.task_teacher(
-      config, workdir, ckpt, spec, encoded_t['train'], sources.fingerprint(splits['train']),
-      mesh, log, eval_fn_for(encoded_t))
+  _, t_params, t_predict, teacher_outputs = task_teacher(
+      r, spec, encoded_t['train'], sources.fingerprint(splits['train']), eval_fn_for(encoded_t))
   teacher_logits = teacher_outputs()
 
   s_model = BertClassifier(s_config, spec.num_outputs)
   s_params = jax.tree.map(np.asarray, init_params(s_model, jax.random.PRNGKey(config.seed)))
   if config.mixed.pretrain:
-    s_params['bert'] = pretrain_student(config, workdir, teacher_dir, ckpt, tok_t, tok_s,
-                                        corpus, s_config, mesh, log)
-  s_predict = train.jit_predict(s_model, mesh)
+    s_params['bert'] = pretrain_student(r, tok_s, corpus, s_config)
+  s_predict = jit_predict(s_model, mesh)
   arrays = dict(encoded_s['train'])
   if config.distill.alpha < 1.0:
     arrays['teacher_logits'] = teacher_logits
-  s_params = train.fit_classifier(
-      'student', _STAGE3, s_model, s_params, arrays, spec, config.distill, config, mesh,
-      os.path.join(workdir, 'checkpoints', 'student'), log, eval_fn_for(encoded_s)(s_predict),
-      alpha=config.distill.alpha, temperature=config.distill.temperature, seed=config.seed)
+  start = classifier_start(s_model, s_params, arrays, spec, config.distill, mesh,
+                           name='student', alpha=config.distill.alpha,
+                           temperature=config.distill.temperature)
+  s_params = train_classifier(r, 'student', start, arrays, config.distill,
+                              eval_fn_for(encoded_s)(s_predict), phase_id=seeds.MIXED_STAGE3,
+                              seed=config.seed)
 
   result = {'method': 'mixed_vocab', 'task': spec.name, 'eval_split': final_split,
             'pretrained': bool(config.mixed.pretrain), 'task_kd': config.distill.alpha < 1.0,
             'data_sizes': {k: len(v) for k, v in splits.items()},
-            'corpus_texts': len(corpus), 'student_vocab': len(tok_s),
-            'teacher_checkpoint': teacher_dir, 'hardware': summary.hardware()}
+            'corpus_texts': len(corpus), 'student_vocab': len(tok_s)}
   for role, model_cfg, params, predict, encoded, tokenizer_dir in (
-      ('teacher', ckpt.config, t_params, t_predict, encoded_t, teacher_dir),
+      ('teacher', ckpt.config, t_params, t_predict, encoded_t, r.teacher.dir),
       ('student', s_config, s_params, s_predict, encoded_s, vocab_dir)):
-    result[role] = kd.describe_model(role, model_cfg, params, predict,
-                                     inputs(encoded[final_split]),
-                                     encoded[final_split]['labels'], spec,
-                                     os.path.join(workdir, 'export', role), tokenizer_dir,
-                                     config, mesh)
+    result[role] = summary.describe_model(
+        model_cfg, params, predict, model_inputs(encoded[final_split]),
+        encoded[final_split]['labels'], spec, r.path('export', role), tokenizer_dir, config,
+        mesh)
     log.write(f'{role}_final', 0,
               {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
   # The same student in half precision: the smaller on-disk form.
-  fp16_dir = os.path.join(workdir, 'export', 'student-fp16')
+  fp16_dir = r.path('export', 'student-fp16')
   if jax.process_index() == 0:
     host = jax.device_get(s_params)
     export_hf_checkpoint(fp16_dir, s_config, host['bert'], host['classifier'],
                          spec.label_names, vocab_dir, dtype='float16')
   result['student']['disk_bytes_fp16'] = summary.file_size(
       os.path.join(fp16_dir, 'model.safetensors'))
-  result['comparison'] = kd.compare(result['teacher'], result['student'], spec.metrics[0])
-  result['wall_seconds'] = time.time() - started
-  log.close()
-  if jax.process_index() == 0:
-    summary.write_json(os.path.join(workdir, 'summary.json'), result)
-  return result
+  result['comparison'] = summary.compare(result['teacher'], result['student'], spec.metrics[0])
+  return r.finish(result)
 
 
 def format_table(result: dict) -> str:

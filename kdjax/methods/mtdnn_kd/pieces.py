@@ -1,6 +1,8 @@
-"""MT-DNN-KD pieces: ensemble soft targets, the mixed multi-task loss, the task sampler.
+"""MT-DNN-KD pieces: ensemble soft targets, the mixed multi-task loss and its
+train step, the task sampler.
 
-Pure functions; the pipeline that uses them is `kdjax.methods.mtdnn`.
+Pure functions (jax, flax, optax, numpy); the pipeline that uses them is
+`kdjax.methods.mtdnn_kd.pipeline`.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdjax.losses import hard_cross_entropy, soft_cross_entropy
+from kdjax.steps import make_step, training_forward
 
 
 def ensemble_soft_targets(teacher_outputs: list[np.ndarray], regression: bool) -> np.ndarray:
@@ -41,13 +44,13 @@ class TaskTable:
 
 def multitask_loss(logits: jax.Array, labels: jax.Array, soft_targets: jax.Array,
                    has_soft: jax.Array, task_ids: jax.Array, table: TaskTable, *,
-                   hard_weight: float, temperature: float) -> jax.Array:
+                   alpha: float, temperature: float) -> jax.Array:
   """Per-example MT-DNN-KD loss -> [B].
 
   logits [B, W] (W = widest task), labels [B] (class id, or score as float),
   soft_targets [B, W] (ensemble probabilities padded with 0, or the ensemble
   score in column 0), has_soft [B] (1 where the task has a teacher), task_ids [B].
-  Loss = w·hard + (1−w)·soft where a teacher exists, hard alone otherwise;
+  Loss = α·hard + (1−α)·soft where a teacher exists, hard alone otherwise;
   CE for classification (padded classes masked out), squared error for regression.
   """
   num_classes = jnp.asarray(table.num_classes)[task_ids]
@@ -62,7 +65,16 @@ def multitask_loss(logits: jax.Array, labels: jax.Array, soft_targets: jax.Array
   soft_se = jnp.square(score - jax.lax.stop_gradient(soft_targets[:, 0]))
   hard = jnp.where(regression, hard_se, hard_ce)
   soft = jnp.where(regression, soft_se, soft_ce)
-  return jnp.where(has_soft > 0, hard_weight * hard + (1.0 - hard_weight) * soft, hard)
+  return jnp.where(has_soft > 0, alpha * hard + (1.0 - alpha) * soft, hard)
+
+
+def multitask_step(model, table: TaskTable, *, alpha: float, temperature: float):
+  """The student's train step `(state, batch, rng, *, tx)` on `multitask_loss`;
+  a batch holds one task's rows with their soft targets and task ids."""
+  def loss(logits, batch):
+    return multitask_loss(logits, batch['labels'], batch['soft_targets'], batch['has_soft'],
+                          batch['task_ids'], table, alpha=alpha, temperature=temperature)
+  return make_step('multitask_train_step', training_forward(model, 'logits', 'task_ids'), loss)
 
 
 def task_schedule(task_sizes: list[int], batch_size: int, total_steps: int,

@@ -1,4 +1,4 @@
-"""Mixed-vocabulary distillation (METHODS.md, method 3): pure pieces.
+"""Mixed-vocabulary distillation: pure pieces.
 
 `mixed_segmentation` turns the per-word pieces of `kdjax.data.vocab.segment_words`
 into one sequence in which each word is, with probability p_SV, written with the
@@ -18,11 +18,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from kdjax import train
 from kdjax.errors import KdjaxError
 from kdjax.losses import weighted_mean
-
-TEACHER_VOCAB, STUDENT_VOCAB = 0, 1
+from kdjax.models.mixed import STUDENT_VOCAB, TEACHER_VOCAB
+from kdjax.steps import make_step
 PROJECTIONS = ('down', 'up')
 
 
@@ -213,64 +212,66 @@ def _sequence_weights(batch, mixed):
   return batch['weights'] * (jnp.sum(mixed['mlm_weights'], axis=1) > 0)
 
 
-def dual_mlm_step(state, batch, rng, *, model, tx, segmentation: Segmentation,
-                  p_final: float, ramp_fraction: float, ramp_over: int):
-  """Stage I: one step of dual-vocabulary MLM on freshly mixed text.
+def dual_mlm_step(model, *, segmentation: Segmentation, p_final: float, ramp_fraction: float,
+                  ramp_over: int):
+  """Stage I's train step `(state, batch, rng, *, tx)`: dual-vocabulary MLM on
+  freshly mixed text.
 
   batch: the per-word pieces of `segment_words` (+ weights); p_SV follows
   `p_student_at(step)`. Teacher encoder, student embeddings, up-projection and
   both MLM heads are trained together.
   """
-  rng = jax.random.fold_in(rng, state['step'])
-  seg_rng, dropout_rng = jax.random.split(rng)
-  p = p_student_at(state['step'], ramp_over, p_final, ramp_fraction)
-  mixed = segmentation(seg_rng, batch, p)
-  weights = _sequence_weights(batch, mixed)
+  def prepare(state, frozen, batch, rng):
+    seg_rng, dropout_rng = jax.random.split(rng)
+    p = p_student_at(state['step'], ramp_over, p_final, ramp_fraction)
+    mixed = segmentation(seg_rng, batch, p)
+    share = weighted_mean(jnp.sum(mixed['vocab_ids'] * mixed['attention_mask'], 1)
+                          / jnp.maximum(jnp.sum(mixed['attention_mask'], 1), 1),
+                          batch['weights'])
+    metrics = {'p_student': p, 'student_token_share': share,
+               'student_words': mixed['student_words'].sum()}
+    return {**mixed, 'weights': _sequence_weights(batch, mixed)}, dropout_rng, metrics
 
-  def loss_fn(params):
-    out = model.apply({'params': params}, mixed['input_ids'], mixed['vocab_ids'],
-                      mixed['token_type_ids'], mixed['attention_mask'],
-                      mixed['mlm_positions'], deterministic=False,
-                      rngs={'dropout': dropout_rng})
-    per_sequence = dual_mlm_loss(out['teacher_logits'], out['student_logits'],
-                                 mixed['mlm_targets'], mixed['mlm_vocab'],
-                                 mixed['mlm_weights'])
-    return weighted_mean(per_sequence, weights)
+  def forward(params, mixed, rng):
+    return model.apply({'params': params}, mixed['input_ids'], mixed['vocab_ids'],
+                       mixed['token_type_ids'], mixed['attention_mask'],
+                       mixed['mlm_positions'], deterministic=False, rngs={'dropout': rng})
 
-  state, metrics = train.apply_gradients(state, loss_fn, tx)
-  words = mixed['student_words'].sum()
-  metrics.update(p_student=p, student_token_share=weighted_mean(
-      jnp.sum(mixed['vocab_ids'] * mixed['attention_mask'], 1)
-      / jnp.maximum(jnp.sum(mixed['attention_mask'], 1), 1), batch['weights']),
-                 student_words=words)
-  return state, metrics
+  def loss(out, mixed):
+    return dual_mlm_loss(out['teacher_logits'], out['student_logits'], mixed['mlm_targets'],
+                         mixed['mlm_vocab'], mixed['mlm_weights'])
+
+  return make_step('dual_mlm_step', forward, loss, prepare)
 
 
-def student_distill_step(state, teacher_params, batch, rng, *, model, teacher, tx,
-                         segmentation: Segmentation, layer_map: tuple[int, ...],
-                         hidden_weight: float, projection: str):
-  """Stage II: student MLM + shared-projection hidden-state MSE to the Stage-I teacher.
+def student_distill_step(model, *, teacher, segmentation: Segmentation,
+                         layer_map: tuple[int, ...], hidden_weight: float, projection: str):
+  """Stage II's train step `(state, teacher_params, batch, rng, *, tx)`: student
+  MLM + shared-projection hidden-state MSE to the (frozen) Stage-I teacher.
 
   Teacher and student read the same text, written entirely in the student
   vocabulary, so their positions line up token by token.
   """
-  rng = jax.random.fold_in(rng, state['step'])
-  seg_rng, dropout_rng = jax.random.split(rng)
-  mixed = segmentation(seg_rng, batch, 1.0)
-  weights = _sequence_weights(batch, mixed)
-  teacher_hidden = jax.lax.stop_gradient(teacher.apply(
-      {'params': teacher_params}, mixed['input_ids'], mixed['vocab_ids'],
-      mixed['token_type_ids'], mixed['attention_mask'],
-      output_hidden_states=True)['hidden_states'])
+  def prepare(state, teacher_params, batch, rng):
+    seg_rng, dropout_rng = jax.random.split(rng)
+    mixed = segmentation(seg_rng, batch, 1.0)
+    teacher_hidden = jax.lax.stop_gradient(teacher.apply(
+        {'params': teacher_params}, mixed['input_ids'], mixed['vocab_ids'],
+        mixed['token_type_ids'], mixed['attention_mask'],
+        output_hidden_states=True)['hidden_states'])
+    return ({**mixed, 'weights': _sequence_weights(batch, mixed),
+             'teacher_hidden': teacher_hidden}, dropout_rng, {})
 
-  def loss_fn(params):
-    out = model.apply({'params': params}, mixed['input_ids'], mixed['token_type_ids'],
-                      mixed['attention_mask'], mixed['mlm_positions'], deterministic=False,
-                      rngs={'dropout': dropout_rng})
+  def forward(params, mixed, rng):
+    return model.apply({'params': params}, mixed['input_ids'], mixed['token_type_ids'],
+                       mixed['attention_mask'], mixed['mlm_positions'], deterministic=False,
+                       rngs={'dropout': rng})
+
+  def loss(out, mixed):
     mlm = mlm_loss(out['mlm_logits'], mixed['mlm_targets'], mixed['mlm_weights'])
-    hidden = shared_projection_loss(teacher_hidden, out['hidden_states'], out['projection'],
-                                    layer_map, mixed['attention_mask'], projection)
-    return weighted_mean(mlm + hidden_weight * hidden, weights), {
-        'mlm_loss': weighted_mean(mlm, weights), 'hidden_loss': weighted_mean(hidden, weights)}
+    hidden = shared_projection_loss(mixed['teacher_hidden'], out['hidden_states'],
+                                    out['projection'], layer_map, mixed['attention_mask'],
+                                    projection)
+    return mlm + hidden_weight * hidden, {'mlm_loss': mlm, 'hidden_loss': hidden}
 
-  return train.apply_gradients(state, loss_fn, tx, has_aux=True)
+  return make_step('student_distill_step', forward, loss, prepare, with_frozen=True)

@@ -1,5 +1,5 @@
-"""RL-KD (METHODS.md, method 2): a learned policy decides, per training
-instance, which teachers the student learns from.
+"""RL-KD: a learned policy decides, per training instance, which teachers the
+student learns from.
 
 Pure pieces, usable on their own: the policy module, its state features, the
 teacher weights it implies, the three rewards, the moving-average baseline and
@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kdjax import train
 from kdjax.errors import KdjaxError
 from kdjax.losses import distillation_loss, weighted_mean
+from kdjax.steps import (State, apply_gradients, encoder_inputs, make_step, training_forward,
+                         weighted_loss_fn)
 
 SELECTIONS = ('hard', 'soft')
 REWARDS = ('R1', 'R2', 'R3')
@@ -214,9 +215,6 @@ def reinforce_loss(policy_params, policy: nn.Module, features: jax.Array,
 
 # ------------------------------------------------------------------ train steps
 
-State = dict[str, Any]  # {'step', 'params', 'opt_state'} (+ 'policy' for rl_step)
-
-
 def init_policy_state(policy: nn.Module, num_features: int, num_teachers: int,
                       tx: optax.GradientTransformation, seed: int) -> dict[str, Any]:
   """The policy's part of the train state: params, optimiser state, baseline."""
@@ -226,9 +224,17 @@ def init_policy_state(policy: nn.Module, num_features: int, num_teachers: int,
           'baseline': jnp.zeros((), jnp.float32), 'updates': jnp.zeros((), jnp.int32)}
 
 
-def _inputs(batch, prefix: str = ''):
-  return (batch[prefix + 'input_ids'], batch[prefix + 'token_type_ids'],
-          batch[prefix + 'attention_mask'])
+def _multi_teacher_loss(teacher_weights, *, alpha, temperature, regression):
+  """`multi_teacher_loss` as a per-example loss of (student logits, batch);
+  `teacher_weights`: [B, K], or a tuple of K weights for every instance."""
+  def loss(out, batch):
+    weights = teacher_weights
+    if isinstance(weights, tuple):
+      weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32),
+                                 batch['teacher_logits'].shape[:2])
+    return multi_teacher_loss(out, batch['labels'], batch['teacher_logits'], weights,
+                              alpha=alpha, temperature=temperature, regression=regression)
+  return loss
 
 
 def _student_update(state: State, batch, rng, teacher_weights, *, model, tx, alpha,
@@ -237,34 +243,24 @@ def _student_update(state: State, batch, rng, teacher_weights, *, model, tx, alp
 
   Returns (student part of the state: params, opt_state; loss; gradient norm).
   """
-  def loss_fn(params):
-    out = model.apply({'params': params}, *_inputs(batch), deterministic=False,
-                      rngs={'dropout': rng})['logits']
-    per_instance = multi_teacher_loss(out, batch['labels'], batch['teacher_logits'],
-                                      teacher_weights, alpha=alpha,
-                                      temperature=temperature, regression=regression)
-    return weighted_mean(per_instance, batch['weights'])
-
-  stepped, metrics = train.apply_gradients(state, loss_fn, tx)
+  loss_fn = weighted_loss_fn(training_forward(model), _multi_teacher_loss(
+      teacher_weights, alpha=alpha, temperature=temperature, regression=regression),
+                             batch, rng)
+  stepped, metrics = apply_gradients(state, loss_fn, tx, has_aux=True)
   student = {'params': stepped['params'], 'opt_state': stepped['opt_state']}
   return student, metrics['loss'], metrics['grad_norm']
 
 
-def fixed_weight_step(state: State, batch, rng, *, model, tx, teacher_weights: tuple,
-                      alpha: float, temperature: float, regression: bool):
-  """Student step with the same teacher weights for every instance.
+def fixed_weight_step(model, *, teacher_weights: tuple, alpha: float, temperature: float,
+                      regression: bool):
+  """The student step `(state, batch, rng, *, tx)` with the same teacher weights
+  for every instance.
 
   (1/K,..) is equal-weight KD and the RL-KD warm-up; a one-hot is one
   teacher's KD.
   """
-  rng = jax.random.fold_in(rng, state['step'])
-  weights = jnp.broadcast_to(jnp.asarray(teacher_weights, jnp.float32),
-                             batch['teacher_logits'].shape[:2])
-  student, loss, grad_norm = _student_update(state, batch, rng, weights, model=model, tx=tx,
-                                             alpha=alpha, temperature=temperature,
-                                             regression=regression)
-  return {**state, **student, 'step': state['step'] + 1}, {'loss': loss,
-                                                           'grad_norm': grad_norm}
+  return make_step('fixed_weight_step', training_forward(model), _multi_teacher_loss(
+      tuple(teacher_weights), alpha=alpha, temperature=temperature, regression=regression))
 
 
 def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
@@ -284,7 +280,7 @@ def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
   labels, weights, teacher_out = batch['labels'], batch['weights'], batch['teacher_logits']
   pol = state['policy']
 
-  before = model.apply({'params': state['params']}, *_inputs(batch))
+  before = model.apply({'params': state['params']}, *encoder_inputs(batch))
   features = policy_features(before['pooled'], teacher_out, labels, regression=regression,
                              student_out=before['logits'],
                              extra_features=rl.extra_features)
@@ -296,7 +292,7 @@ def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
   trial, loss, grad_norm = _student_update(state, batch, dropout_rng, sampled_weights,
                                            **static)
 
-  after = model.apply({'params': trial['params']}, *_inputs(batch))['logits']
+  after = model.apply({'params': trial['params']}, *encoder_inputs(batch))['logits']
   gold_after = _gold_loss(after, labels, regression)
   # R2 charges an instance that picked no teacher the mean KD loss: otherwise
   # abstaining would always be rewarded (its weighted KD loss is 0).
@@ -306,7 +302,7 @@ def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
       after, labels, teacher_out, temperature=temperature, regression=regression), -1)
   heldout_before = heldout_after = jnp.zeros((), jnp.float32)
   if rl.reward == 'R3':
-    h_in, h_labels, h_weights = (_inputs(batch, 'heldout_'), batch['heldout_labels'],
+    h_in, h_labels, h_weights = (encoder_inputs(batch, 'heldout_'), batch['heldout_labels'],
                                  batch['heldout_weights'])
     score = lambda p: heldout_score(model.apply({'params': p}, *h_in)['logits'], h_labels,
                                     h_weights, regression)
@@ -344,7 +340,7 @@ def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
 def policy_probs(params, policy_params, batch, *, model, policy: nn.Module,
                  extra_features: tuple[str, ...], regression: bool) -> jax.Array:
   """π [B, K] of the current student and policy (for records and plots)."""
-  out = model.apply({'params': params}, *_inputs(batch))
+  out = model.apply({'params': params}, *encoder_inputs(batch))
   features = policy_features(out['pooled'], batch['teacher_logits'], batch['labels'],
                              regression=regression, student_out=out['logits'],
                              extra_features=extra_features)

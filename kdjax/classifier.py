@@ -1,0 +1,48 @@
+"""A single-task classifier's training phase (a teacher's fine-tuning, a
+student's distillation), shared by every method that trains one."""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from kdjax import parallel
+from kdjax.data.batching import TrainBatches, batch_shapes
+from kdjax.data.tasks import TaskSpec
+from kdjax.methods.kd.pieces import classifier_step
+from kdjax.steps import Start, phase_optimizer, start_phase, steps_for
+
+
+def classifier_start(model: nn.Module, params, arrays: dict, spec: TaskSpec, section, mesh,
+                     *, alpha: float = 1.0, temperature: float = 1.0,
+                     compile_ahead: bool = False, name: str = 'classifier',
+                     epochs: float | None = None) -> Start:
+  """The initial state and jitted step of `epochs` (default `section.epochs`)
+  over `arrays` (numpy arrays or `jax.ShapeDtypeStruct`s of every column, N
+  rows), with the optimiser settings of config section `section`; `alpha=1` is
+  fine-tuning on gold labels alone. With `compile_ahead`, compiled for its batches."""
+  parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
+  num_examples = next(iter(arrays.values())).shape[0]
+  total = steps_for(num_examples, section.batch_size,
+                    section.epochs if epochs is None else epochs)
+  shapes = batch_shapes(arrays, section.batch_size) if compile_ahead else None
+  step = classifier_step(model, alpha=alpha, temperature=temperature,
+                         regression=spec.regression)
+  return start_phase(params, step, phase_optimizer(section, total), mesh, compile_for=shapes)
+
+
+def train_classifier(run, name: str, start: Start, arrays: dict[str, np.ndarray], section,
+                     eval_fn: Callable, *, phase_id: int, seed: int,
+                     checkpoint_dir: str | None = None, epochs: float | None = None):
+  """Runs `start` (from `classifier_start` over the same `arrays` and `epochs`)
+  in `run` (a `kdjax.scaffold.Run`); data order from seed + phase_id. Returns
+  the final params."""
+  batches = TrainBatches(arrays, section.batch_size, seed=seed + phase_id,
+                         process_index=jax.process_index(),
+                         process_count=jax.process_count())
+  total = steps_for(batches.num_examples, section.batch_size,
+                    section.epochs if epochs is None else epochs)
+  return run.train(name, start, batches, total, eval_fn, phase_id=phase_id, seed=seed,
+                   checkpoint_dir=checkpoint_dir)['params']

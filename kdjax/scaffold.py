@@ -1,0 +1,153 @@
+"""What every run shares, whatever its method: the checks before it starts, its
+workdir, teacher, device mesh, metrics log, config.json, phases, timing and
+summary.json.
+
+`launch(config, workdir)` is the one way in, for the CLI and for experiment
+scripts alike: it checks the config and the workdir, starts the distributed
+runtime and the compilation cache, installs the stop handlers, and calls the
+method's `run(config, workdir)`, which builds its pipeline on `begin`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+from jax.sharding import Mesh
+
+from kdjax import atomic, parallel, teachers
+from kdjax.errors import KdjaxError
+from kdjax.loop import Cadence, Phase, run_phase
+from kdjax.models.hf import HFCheckpoint
+from kdjax.observe import MetricsLog
+from kdjax.steps import Start, State
+
+
+def ensure_writable(workdir: str) -> None:
+  """Fails before any work if `workdir` cannot be created or written."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f'.write-test-{os.getpid()}')  # one per process
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise KdjaxError(f'workdir {workdir!r} is not writable ({e.strerror}); choose '
+                     'another --workdir') from None
+
+
+def check_same_config(workdir: str, config_dict: dict) -> None:
+  """Refuses to resume a workdir whose saved run used a different config."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return
+  current = json.loads(json.dumps(config_dict))  # tuples -> lists, as saved
+  if saved != current:
+    changed = sorted(_diff_keys(saved, current))
+    raise KdjaxError(f'{workdir} holds a run with another config (differs in '
+                     f'{", ".join(changed[:5])}); use a new --workdir to start a new run')
+
+
+def _diff_keys(a, b, prefix=''):
+  for key in set(a) | set(b):
+    va, vb = a.get(key), b.get(key)
+    if isinstance(va, dict) and isinstance(vb, dict):
+      yield from _diff_keys(va, vb, f'{prefix}{key}.')
+    elif va != vb:
+      yield prefix + key
+
+
+def launch(config, workdir: str) -> tuple[Any, dict]:
+  """Checks `config` (a ConfigDict) and `workdir`, prepares the runtime and runs
+  the method that `config.method` names; returns (method module, summary)."""
+  from kdjax import compile_cache, config_check, distributed, interrupt
+  from kdjax.methods import get_method
+  config_dict = config.to_dict()
+  config_check.check(config_dict)
+  distributed.initialize()
+  compile_cache.enable()
+  method = get_method(config_dict.get('method', 'kd'))
+  check_same_config(workdir, config_dict)
+  interrupt.install()
+  return method, method.run(config, workdir)
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """The teacher checkpoint a run starts from, opened and checked."""
+  dir: str
+  checkpoint: HFCheckpoint
+  tokenizer: Any
+
+
+@dataclasses.dataclass
+class Run:
+  """One method run in `workdir`: made by `begin`, used by the method's pipeline."""
+  config: Any
+  workdir: str
+  teacher: Teacher
+  mesh: Mesh
+  started: float
+  log: MetricsLog | None = None
+
+  @property
+  def cadence(self) -> Cadence:
+    return Cadence.of(self.config)
+
+  def open_log(self) -> MetricsLog:
+    """Inputs are valid: writes config.json (what a resumed run is checked
+    against) and opens the metrics log. Called once the data has loaded, so a
+    run refused for bad input leaves no config behind."""
+    if jax.process_index() == 0:
+      atomic.write_json(os.path.join(self.workdir, 'config.json'), self.config.to_dict())
+    self.log = MetricsLog(self.workdir)
+    return self.log
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.workdir, *parts)
+
+  def train(self, name: str, start: Start, batches, total_steps: int, eval_fn: Callable,
+            *, phase_id: int, seed: int, checkpoint_dir: str | None = None) -> State:
+    """Runs one resumable phase from `start`; returns its final state.
+
+    `phase_id` (kdjax.seeds) is folded into `seed` for the phase's dropout and
+    sampling stream; checkpoints go to `checkpoint_dir` (default
+    WORKDIR/checkpoints/NAME)."""
+    phase = Phase(name, start.train_step, batches, total_steps,
+                  checkpoint_dir or self.path('checkpoints', name), eval_fn, self.cadence)
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), phase_id)
+    return run_phase(phase, start.state, rng, self.mesh, self.log)
+
+  def finish(self, result: dict) -> dict:
+    """Adds hardware and wall time to `result`, closes the log and writes
+    summary.json; returns `result`."""
+    from kdjax.summary import hardware
+    result.setdefault('hardware', hardware())
+    result['teacher_checkpoint'] = self.teacher.dir
+    result['wall_seconds'] = time.time() - self.started
+    self.log.close()
+    if jax.process_index() == 0:
+      atomic.write_json(self.path('summary.json'), result)
+    return result
+
+
+def begin(config, workdir: str, teacher_seed: int | None = None) -> Run:
+  """Starts a run: checks that `workdir` is writable, opens the teacher (failing
+  before anything is written on a missing or mismatched checkpoint) and builds
+  the device mesh. `teacher_seed` (default `config.seed`) seeds a missing pooler."""
+  started = time.time()
+  ensure_writable(workdir)
+  seed = config.seed if teacher_seed is None else teacher_seed
+  teacher = Teacher(*teachers.open_teacher(config.teacher.checkpoint, config.data.max_length,
+                                           seed, config.compute_dtype))
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  return Run(config, workdir, teacher, mesh, started)
