@@ -28,21 +28,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval_batch_size = 64          # batch for evaluation and teacher outputs
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = 'glue_dir'      # 'glue_dir' | 'hub' | 'bbc' | 'file' (as in kdjax/defaults.py)
+  c.data.source = 'glue_dir'      # 'glue_dir' | 'hub' | 'bbc' | 'disk' | 'file' (as in kdjax/defaults.py)
   c.data.task = 'sst2'            # the task
   c.data.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root in the original TSV layout
-  c.data.train_file = ''          # source=file: .csv/.tsv/.json/.jsonl with named columns
-  c.data.dev_file = ''            # source=file: optional; else split from train
+  c.data.train_file = ''          # source=file: .csv/.tsv/.json/.jsonl (named or numbered columns)
+  c.data.dev_file = ''            # source=file: optional; else carved from train
   c.data.test_file = ''           # source=file: optional
-  c.data.text_columns = ('text',)  # source=file: one column, or two for pairs
-  c.data.label_column = 'label'   # source=file: label (or score) column
-  c.data.label_names = ()         # source=file: label order; default sorted unique values
-  c.data.regression = False       # source=file: labels are scores
+  c.data.text_columns = ('text',)  # file/hub/disk: one column, or two for pairs ('0', '1': numbers)
+  c.data.label_column = 'label'   # file/hub/disk: label (or score) column
+  c.data.label_names = ()         # file/hub/disk: label order; default ClassLabel names or sorted values
+  c.data.regression = False       # file/hub/disk: labels are scores
+  c.data.header = 'auto'          # source=file CSV/TSV: 'yes' | 'no' (columns are '0', '1', ...) | 'auto'
+  c.data.hub_name = ''            # source=hub: any `datasets` name ('' = the GLUE task data.task)
+  c.data.hub_config = ''          # source=hub: the dataset's config name, if it has several
+  c.data.hub_splits = ('train', 'validation', 'test')  # hub/disk: train, dev, test split names ('' or absent: none)
+  c.data.disk_dir = ''            # source=disk: a directory written by datasets' save_to_disk
   c.data.max_length = 64          # tokens per example (static shape)
   c.data.max_train_examples = 2000  # training subsample before the held-out split (0 = all)
   c.data.max_eval_examples = 0    # evaluation subsample (0 = all)
   c.data.split_seed = 0           # seed of subsamples and splits
-  c.data.dev_fraction = 0.1       # sources without a dev split
+  c.data.dev_fraction = 0.1       # sources without a dev split: share carved from train
   c.data.test_fraction = 0.1      # sources without a test split
 
   c.teacher = ml_collections.ConfigDict()

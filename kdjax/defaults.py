@@ -27,21 +27,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.speed_repeats = 8             # timed forward batches per model in the summary
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = 'bbc'           # 'bbc' | 'glue_dir' | 'hub' | 'file'
+  c.data.source = 'bbc'           # 'bbc' | 'glue_dir' | 'hub' | 'disk' | 'file'
   c.data.task = 'bbc'             # bbc, cola, sst2, mrpc, stsb, rte, wnli, qnli (or a name for 'file')
   c.data.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root in the original TSV layout
-  c.data.train_file = ''          # source=file: .csv/.tsv/.json/.jsonl with named columns
-  c.data.dev_file = ''            # source=file: optional; else split from train
+  c.data.train_file = ''          # source=file: .csv/.tsv/.json/.jsonl (named or numbered columns)
+  c.data.dev_file = ''            # source=file: optional; else carved from train
   c.data.test_file = ''           # source=file: optional
-  c.data.text_columns = ('text',)  # source=file: one column, or two for pairs
-  c.data.label_column = 'label'   # source=file: label (or score) column
-  c.data.label_names = ()         # source=file: label order; default sorted unique values
-  c.data.regression = False       # source=file: labels are scores
+  c.data.text_columns = ('text',)  # file/hub/disk: one column, or two for pairs ('0', '1': numbers)
+  c.data.label_column = 'label'   # file/hub/disk: label (or score) column
+  c.data.label_names = ()         # file/hub/disk: label order; default ClassLabel names or sorted values
+  c.data.regression = False       # file/hub/disk: labels are scores
+  c.data.header = 'auto'          # source=file CSV/TSV: 'yes' | 'no' (columns are '0', '1', ...) | 'auto'
+  c.data.hub_name = ''            # source=hub: any `datasets` name ('' = the GLUE task data.task)
+  c.data.hub_config = ''          # source=hub: the dataset's config name, if it has several
+  c.data.hub_splits = ('train', 'validation', 'test')  # hub/disk: train, dev, test split names ('' or absent: none)
+  c.data.disk_dir = ''            # source=disk: a directory written by datasets' save_to_disk
   c.data.max_length = 128         # tokens per example (padded/truncated; static shape)
   c.data.max_train_examples = 0   # subsample the training set (0 = all)
   c.data.max_eval_examples = 0    # subsample evaluation splits (0 = all)
   c.data.split_seed = 0           # seed of splits and subsamples
-  c.data.dev_fraction = 0.1       # sources without a dev split
+  c.data.dev_fraction = 0.1       # sources without a dev split: share carved from train
   c.data.test_fraction = 0.1      # sources without a test split
 
   c.teacher = ml_collections.ConfigDict()
