@@ -15,7 +15,7 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kdjax import config_check, defaults, interrupt
+from kdjax import config_check, defaults, interrupt, torch_notice
 from kdjax.errors import KdjaxError
 
 _FLAGS: dict = {}
@@ -105,9 +105,12 @@ def main(argv: list[str]) -> None:
     distributed.initialize()
     compile_cache.enable()
     method = get_method(config_dict.get('method', 'kd'))
-    check_same_config(workdir, config_dict)
-    interrupt.install()
-    result = method.run(config, workdir)
+    import jax
+    from kdjax import workdir_lock
+    with workdir_lock.hold(workdir, primary=jax.process_index() == 0):  # one run per workdir
+      check_same_config(workdir, config_dict)
+      interrupt.install()
+      result = method.run(config, workdir)
     print(method.format_table(result))
     print(f'summary: {os.path.join(workdir, "summary.json")}')
   except interrupt.Stopped as e:
@@ -133,6 +136,7 @@ def main(argv: list[str]) -> None:
 
 
 def entry() -> None:
+  torch_notice.silence()
   try:
     _define_flags()
   except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError,
