@@ -47,7 +47,10 @@ def read_rows(path: str, args: argparse.Namespace, label_column: str | None = No
   reads stdin, one text per line. `labels` (known label names) help tell a
   header from data."""
   if path == '-':
-    return sys.stdin.read().splitlines(), None, []
+    lines = sys.stdin.read().splitlines()
+    if not lines:
+      raise KdjaxError('stdin is empty; give one text per line')
+    return lines, None, []
   header = 'no' if args.no_header else 'auto'
   columns = tuple(args.text_columns or (('0',) if args.no_header else ()))
   fix = '--no-header --text-columns 0' + ('' if label_column is None else ' --label-column 1')

@@ -165,3 +165,27 @@ def test_predict_bad_input_is_one_line(args, fragment, capsys, monkeypatch):
   assert e.value.code == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith('kdjax: error:') and fragment in err[0], err
+
+
+def test_a_regression_model_gives_scores(tmp_path, tiny_teacher_dir, minilm_dir, capsys):
+  import jax
+  from kdjax import evaluate, predict
+  from kdjax.models.bert import init_params
+  from kdjax.models.heads import BertClassifier
+  from kdjax.models.hf import export_hf_checkpoint, load_hf_checkpoint
+  ckpt = load_hf_checkpoint(tiny_teacher_dir)
+  params = jax.device_get(init_params(BertClassifier(ckpt.config, 1), jax.random.PRNGKey(0)))
+  model_dir = export_hf_checkpoint(str(tmp_path / 'scorer'), ckpt.config, params['bert'],
+                                   params['classifier'], None, minilm_dir)
+  data = tmp_path / 'pairs.jsonl'
+  data.write_text(''.join(json.dumps({'sentence1': f'a cat sat {i}', 'sentence2': 'a dog',
+                                      'score': i / 2}) + '\n' for i in range(6)))
+  predict.main([model_dir, '--input', str(data), '--max-length', '16'])
+  rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+  assert len(rows) == 6 and all(set(r) == {'score'} for r in rows)
+  evaluate.main([model_dir, '--data', str(data), '--label-column', 'score', '--max-length', '16',
+                 '--output', str(tmp_path / 'm.json')])
+  metrics = json.loads((tmp_path / 'm.json').read_text())['metrics']
+  expected = compute_metrics(('pearson', 'spearman'), np.array([[r['score']] for r in rows]),
+                             np.arange(6) / 2, True)
+  assert metrics == pytest.approx(expected, abs=1e-6)
