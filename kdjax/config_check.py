@@ -40,8 +40,12 @@ RULES: dict[str, Rule] = {
 
 
 # Keys with a closed set of values, by full dotted name (where a config has them).
-CHOICES: dict[str, tuple[str, ...]] = {'compute_dtype': ('float32', 'bfloat16'),
-                                       'mixed.embedding_init': ('teacher', 'random')}
+CHOICES: dict[str, tuple[str, ...]] = {
+    'compute_dtype': ('float32', 'bfloat16'),
+    'mixed.embedding_init': ('teacher', 'random'),
+    'data.source': ('bbc', 'glue_dir', 'hub', 'disk', 'file'),
+    'data.header': ('auto', 'yes', 'no'),
+}
 
 
 def check(config: dict) -> None:

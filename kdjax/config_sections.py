@@ -34,21 +34,26 @@ def data_section(*, source: str, task: str, max_length: int,
                  max_train_examples: int = 0) -> ml_collections.ConfigDict:
   """One task's data: where it comes from, how it is cut and encoded."""
   d = ml_collections.ConfigDict()
-  d.source = source               # 'bbc' | 'glue_dir' | 'hub' | 'file'
+  d.source = source               # 'bbc' | 'glue_dir' | 'hub' | 'disk' | 'file'
   d.task = task                   # bbc, cola, sst2, mrpc, stsb, rte, wnli, qnli (or a name for 'file')
   d.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root in the original TSV layout
-  d.train_file = ''               # source=file: .csv/.tsv/.json/.jsonl with named columns
-  d.dev_file = ''                 # source=file: optional; else split from train
+  d.train_file = ''               # source=file: .csv/.tsv/.json/.jsonl (named or numbered columns)
+  d.dev_file = ''                 # source=file: optional; else carved from train
   d.test_file = ''                # source=file: optional
-  d.text_columns = ('text',)      # source=file: one column, or two for pairs
-  d.label_column = 'label'        # source=file: label (or score) column
-  d.label_names = ()              # source=file: label order; default sorted unique values
-  d.regression = False            # source=file: labels are scores
+  d.text_columns = ('text',)      # file/hub/disk: one column, or two for pairs ('0', '1': numbers)
+  d.label_column = 'label'        # file/hub/disk: label (or score) column
+  d.label_names = ()              # file/hub/disk: label order; default ClassLabel names or sorted values
+  d.regression = False            # file/hub/disk: labels are scores
+  d.header = 'auto'               # source=file CSV/TSV: 'yes' | 'no' (columns are '0', '1', ...) | 'auto'
+  d.hub_name = ''                 # source=hub: any `datasets` name ('' = the GLUE task data.task)
+  d.hub_config = ''               # source=hub: the dataset's config name, if it has several
+  d.hub_splits = ('train', 'validation', 'test')  # hub/disk: train, dev, test split names ('' or absent: none)
+  d.disk_dir = ''                 # source=disk: a directory written by datasets' save_to_disk
   d.max_length = max_length       # tokens per example (padded/truncated; static shape)
   d.max_train_examples = max_train_examples  # subsample the training set (0 = all)
   d.max_eval_examples = 0         # subsample evaluation splits (0 = all)
   d.split_seed = 0                # seed of splits and subsamples
-  d.dev_fraction = 0.1            # sources without a dev split
+  d.dev_fraction = 0.1            # sources without a dev split: share carved from train
   d.test_fraction = 0.1           # sources without a test split
   return d
 

@@ -14,7 +14,7 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kdjax import config_check, defaults, interrupt
+from kdjax import config_check, defaults, interrupt, torch_notice
 from kdjax.errors import KdjaxError
 
 _FLAGS: dict = {}
@@ -111,6 +111,7 @@ def reporting_errors(job) -> None:
 
 
 def entry() -> None:
+  torch_notice.silence()
   try:
     _define_flags()
   except (ValueError, KeyError, AttributeError, TypeError, OSError, SyntaxError,

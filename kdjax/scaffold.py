@@ -68,16 +68,17 @@ def _diff_keys(a, b, prefix=''):
 def launch(config, workdir: str) -> tuple[Any, dict]:
   """Checks `config` (a ConfigDict) and `workdir`, prepares the runtime and runs
   the method that `config.method` names; returns (method module, summary)."""
-  from kdjax import compile_cache, config_check, distributed, interrupt
+  from kdjax import compile_cache, config_check, distributed, interrupt, workdir_lock
   from kdjax.methods import get_method
   config_dict = config.to_dict()
   config_check.check(config_dict)
   distributed.initialize()
   compile_cache.enable()
   method = get_method(config_dict.get('method', 'kd'))
-  check_same_config(workdir, config_dict)
-  interrupt.install()
-  return method, method.run(config, workdir)
+  with workdir_lock.hold(workdir, primary=jax.process_index() == 0):  # one run per workdir
+    check_same_config(workdir, config_dict)
+    interrupt.install()
+    return method, method.run(config, workdir)
 
 
 @dataclasses.dataclass(frozen=True)

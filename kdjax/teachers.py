@@ -38,9 +38,11 @@ def resolve_teacher_dir(checkpoint: str) -> str:
   return os.path.abspath(os.path.expanduser(checkpoint)) if checkpoint else bundled_teacher_dir()
 
 
-def open_teacher(checkpoint: str, max_length: int, seed: int, dtype: str = 'float32'):
+def open_teacher(checkpoint: str, max_length: int, seed: int, dtype: str = 'float32',
+                 role: str = 'teacher', length_option: str = 'data.max_length'):
   """(directory, HFCheckpoint, tokenizer) of the teacher, checked against the run;
-  its config computes in `dtype` (students derived from it inherit it).
+  its config computes in `dtype` (students derived from it inherit it). Any
+  checkpoint opens this way; `role` and `length_option` word the errors.
 
   Everything here fails before a run writes anything: a missing or corrupt
   checkpoint, a tokenizer larger than the embedding table, or sequences longer
@@ -57,7 +59,7 @@ def open_teacher(checkpoint: str, max_length: int, seed: int, dtype: str = 'floa
   tokenizer = load_tokenizer(teacher_dir)
   check_tokenizer(tokenizer, ckpt.config.vocab_size, teacher_dir)
   if max_length > ckpt.config.max_position_embeddings:
-    raise KdjaxError(f'data.max_length {max_length} exceeds the teacher\'s '
+    raise KdjaxError(f'{length_option} {max_length} exceeds the {role}\'s '
                      f'{ckpt.config.max_position_embeddings} positions; lower it')
   return teacher_dir, ckpt, tokenizer
 

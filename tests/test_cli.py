@@ -97,3 +97,16 @@ def test_workdir_of_another_config(workdir):
 def test_bad_config_argument_and_extra_args():
   assert_one_line_error(run_cli('--config', 'kdjax/defaults.py:huge'), 'huge')
   assert_one_line_error(run_cli('positional'), 'unexpected arguments')
+
+
+def test_no_pytorch_notice(workdir, monkeypatch):
+  """transformers announces at import that it found no PyTorch; kdjax needs none,
+  so the CLI drops that notice (and only it)."""
+  monkeypatch.delenv('TRANSFORMERS_VERBOSITY', raising=False)
+  notice = 'PyTorch was not found'
+  bare = subprocess.run([sys.executable, '-c', 'import transformers'], capture_output=True,
+                        text=True, env={k: v for k, v in os.environ.items()})
+  assert notice in bare.stderr  # what the CLI would print without the filter
+  proc = run_cli('--workdir', str(workdir), '--config.data.max_length=1024')  # loads the tokenizer
+  assert_one_line_error(proc, 'max_length 1024')
+  assert notice not in proc.stderr

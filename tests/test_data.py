@@ -140,3 +140,98 @@ def test_eval_batches_pad_with_zero_weight():
   assert [b['x'].shape for b in batches] == [(4,)] * 3
   np.testing.assert_array_equal(batches[-1]['weights'], [1, 1, 0, 0])
   assert sum(b['weights'].sum() for b in batches) == 10
+
+
+REVIEWS = [('a good film that I liked a lot', 'pos'), ('a bad film that I hated a lot', 'neg'),
+           ('great', 'pos'), ('awful', 'neg')] * 5
+
+
+def test_file_without_header_read_with_header_no_and_auto(tmp_path):
+  path = tmp_path / 'no_header.tsv'
+  path.write_text(''.join(f'{t}\t{l}\n' for t, l in REVIEWS))
+  for header in ('no', 'auto'):
+    spec, splits = sources.load_task(_data_config(
+        source='file', train_file=str(path), header=header, text_columns=('0',),
+        label_column='1'))
+    assert spec.label_names == ('neg', 'pos')
+    assert sorted(t for s in splits.values() for t in s.texts_a) == sorted(t for t, _ in REVIEWS)
+  # With a header, the same column numbers name nothing: the first row is kept out.
+  (tmp_path / 'header.tsv').write_text('review\tsentiment\n' + path.read_text())
+  spec, splits = sources.load_task(_data_config(
+      source='file', train_file=str(tmp_path / 'header.tsv'), text_columns=('review',),
+      label_column='sentiment'))
+  assert sum(len(s) for s in splits.values()) == len(REVIEWS)
+
+
+@pytest.mark.parametrize('first_row,overrides', [
+    # The default column names, and a first row that is plainly data.
+    ('a good film that I liked a lot\tpos\n', {}),
+    # Column numbers, and a first row that may be a header ('label' is no label).
+    ('text\tlabel\n', {'text_columns': ('0',), 'label_column': '1'}),
+])
+def test_undecidable_header_is_refused_naming_the_fix(tmp_path, first_row, overrides):
+  path = tmp_path / 'd.tsv'
+  path.write_text(first_row + ''.join(f'{t}\t{l}\n' for t, l in REVIEWS))
+  with pytest.raises(KdjaxError) as e:
+    sources.load_task(_data_config(source='file', train_file=str(path), **overrides))
+  assert sources.NO_HEADER_FIX in str(e.value)
+  assert '--config.data.header=no --config.data.text_columns="(\'0\',)" ' \
+         '--config.data.label_column=1' in str(e.value)
+
+
+def test_a_test_file_without_dev_file_gets_a_dev_split_carved_from_train(tmp_path):
+  train, test = tmp_path / 'train.csv', tmp_path / 'test.csv'
+  train.write_text('text,label\n' + ''.join(f'{t} {i},{l}\n' for i, (t, l) in enumerate(REVIEWS)))
+  test.write_text('text,label\nfine,pos\nbad,neg\n')
+  config = _data_config(source='file', train_file=str(train), test_file=str(test),
+                        dev_fraction=0.2, split_seed=3)
+  spec, splits = sources.load_task(config)
+  assert set(splits) == {'train', 'dev', 'test'}
+  assert splits['test'].texts_a == ['fine', 'bad'] and splits['test'].origin == str(test)
+  assert len(splits['dev']) == 4 and sorted(splits['dev'].labels) == [0, 0, 1, 1]  # stratified
+  assert not set(splits['dev'].texts_a) & set(splits['train'].texts_a)
+  assert len(splits['train']) + len(splits['dev']) == len(REVIEWS)
+  assert str(train) in splits['dev'].origin and 'seed 3' in splits['dev'].origin
+  assert sources.during_training_eval_split(splits) == 'dev'
+  assert sources.final_eval_split(splits) == 'test'
+  again = sources.load_task(config)[1]
+  assert again['dev'].texts_a == splits['dev'].texts_a  # seeded
+
+
+def test_datasets_from_disk_and_hub(tmp_path, monkeypatch):
+  import datasets
+  features = datasets.Features({'review': datasets.Value('string'),
+                                'stars': datasets.ClassLabel(names=['low', 'high'])})
+  part = lambda n: datasets.Dataset.from_dict(
+      {'review': [f'{t} {i}' for i, (t, _) in enumerate(REVIEWS[:n])],
+       'stars': [int(l == 'pos') for _, l in REVIEWS[:n]]}, features=features)
+  datasets.DatasetDict({'train': part(20), 'test': part(4)}).save_to_disk(str(tmp_path / 'dd'))
+  part(20).save_to_disk(str(tmp_path / 'one'))
+  columns = dict(text_columns=('review',), label_column='stars')
+
+  spec, splits = sources.load_task(_data_config(source='disk', disk_dir=str(tmp_path / 'dd'),
+                                                **columns))
+  assert spec.label_names == ('low', 'high')  # the ClassLabel's order, ids kept
+  assert set(splits) == {'train', 'dev', 'test'} and len(splits['test']) == 4
+  np.testing.assert_array_equal(splits['test'].labels, [1, 0, 1, 0])
+  assert len(splits['train']) + len(splits['dev']) == 20
+  spec, splits = sources.load_task(_data_config(source='disk', disk_dir=str(tmp_path / 'one'),
+                                                **columns))
+  assert set(splits) == {'train', 'dev', 'test'} and sum(map(len, splits.values())) == 20
+
+  calls = []
+
+  def load_dataset(name, config=None):
+    calls.append((name, config))
+    return datasets.load_from_disk(str(tmp_path / 'dd'))
+  monkeypatch.setattr(datasets, 'load_dataset', load_dataset)
+  spec, splits = sources.load_task(_data_config(
+      source='hub', hub_name='someone/reviews', hub_config='en',
+      hub_splits=('test', '', 'train'), dev_fraction=0.5, **columns))
+  assert calls == [('someone/reviews', 'en')]
+  assert len(splits['test']) == 20 and len(splits['train']) + len(splits['dev']) == 4
+  with pytest.raises(KdjaxError, match="no column 'text'"):
+    sources.load_task(_data_config(source='disk', disk_dir=str(tmp_path / 'dd')))
+  with pytest.raises(KdjaxError, match="no split 'nope'"):
+    sources.load_task(_data_config(source='disk', disk_dir=str(tmp_path / 'dd'),
+                                   hub_splits=('nope', '', ''), **columns))

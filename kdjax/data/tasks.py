@@ -36,10 +36,15 @@ class TaskSpec:
 
 @dataclasses.dataclass
 class Examples:
-  """Raw examples of one split. labels: int32 [N] class ids or float32 [N] scores."""
+  """Raw examples of one split. labels: int32 [N] class ids or float32 [N] scores.
+
+  `origin` says where the rows come from (a file, a carved share of one), for
+  summaries that must tell which data each figure measures.
+  """
   texts_a: list[str]
   texts_b: list[str] | None
   labels: np.ndarray
+  origin: str = ''
 
   def __len__(self) -> int:
     return len(self.texts_a)
@@ -47,7 +52,7 @@ class Examples:
   def subset(self, indices) -> 'Examples':
     return Examples([self.texts_a[i] for i in indices],
                     None if self.texts_b is None else [self.texts_b[i] for i in indices],
-                    self.labels[np.asarray(indices, dtype=np.int64)])
+                    self.labels[np.asarray(indices, dtype=np.int64)], self.origin)
 
 
 BBC_LABELS = ('business', 'entertainment', 'politics', 'sports', 'tech')

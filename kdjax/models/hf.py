@@ -61,6 +61,7 @@ class HFCheckpoint:
   head_params: dict[str, Any] | None  # a TaskHead param tree, if it has a classifier
   label_names: tuple[str, ...] | None
   path: str
+  regression: bool = False  # a one-score head (HF: problem_type 'regression' or num_labels 1)
 
 
 def _read_tensors(path: str) -> dict[str, np.ndarray]:
@@ -144,8 +145,11 @@ def load_hf_checkpoint(checkpoint_dir: str, pooler_seed: int = 0) -> HFCheckpoin
     id2label = hf.get('id2label') or {}
     labels = tuple(id2label[str(i)] if str(i) in id2label else id2label.get(i, str(i))
                    for i in range(head['dense']['bias'].shape[0]))
+  regression = head is not None and (
+      hf.get('problem_type') == 'regression'
+      or (hf.get('problem_type') is None and head['dense']['bias'].shape == (1,)))
   return HFCheckpoint(config, traverse_util.unflatten_dict(flat), head, labels,
-                      checkpoint_dir)
+                      checkpoint_dir, regression)
 
 
 def _fresh_pooler(config: BertConfig, hf_name: str, seed: int) -> np.ndarray:

@@ -107,7 +107,11 @@ def run(config, workdir: str) -> dict:
       config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed)
 
   # 4. Report.
-  result = {'task': spec.name, 'eval_split': final_split,
+  # Which split each figure measures: dev metrics in metrics.jsonl come from
+  # `dev_split`, the final ones from `eval_split`; `split_origins` say where
+  # each split's rows come from (a file, or a share carved from one).
+  result = {'task': spec.name, 'eval_split': final_split, 'dev_split': dev_split,
+            'split_origins': {k: v.origin for k, v in splits.items()},
             'data_sizes': {k: len(v) for k, v in splits.items()}}
   for role, model_cfg, model_params, predict in (
       ('teacher', ckpt.config, t_params, t_predict),
