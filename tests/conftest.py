@@ -86,3 +86,28 @@ def pytest_terminal_summary(terminalreporter):
   cases = module.CASES
   parts = ', '.join(f'{n} {k}' for k, n in cases.items())
   terminalreporter.write_line(f'bad-input suite: {sum(cases.values())} generated cases ({parts})')
+
+
+def export_accuracy(export_dir: str, config) -> float:
+  """Accuracy of an exported HF classifier on the run's final evaluation split
+  (as `config` selects and subsamples it), recomputed from the export alone."""
+  import numpy as np
+  from kdjax.data import sources
+  from kdjax.data.tokenize import encode, load_tokenizer
+  from kdjax.models.heads import BertClassifier
+  from kdjax.models.hf import load_hf_checkpoint
+  _, splits = sources.load_task(config.data)
+  split = sources.final_eval_split(splits)
+  examples = sources.subsample(splits[split], config.data.max_eval_examples,
+                               config.data.split_seed)
+  arrays = encode(load_tokenizer(export_dir), examples, config.data.max_length)
+  ckpt = load_hf_checkpoint(export_dir)
+  model = BertClassifier(ckpt.config, ckpt.head_params['dense']['bias'].shape[0])
+  params = {'bert': ckpt.encoder_params, 'classifier': ckpt.head_params}
+  predictions = []
+  for start in range(0, len(examples), 32):
+    batch = [arrays[k][start:start + 32]
+             for k in ('input_ids', 'token_type_ids', 'attention_mask')]
+    predictions.append(np.argmax(np.asarray(model.apply({'params': params}, *batch)['logits']),
+                                 -1))
+  return float(np.mean(np.concatenate(predictions) == np.asarray(examples.labels)))

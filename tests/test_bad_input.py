@@ -257,17 +257,95 @@ CONFIGS = shipped_configs()
 NUMERIC = sorted({(name, key) for name, c in CONFIGS.items() for key in numeric_keys(c)})
 
 
+# What each numeric key may hold, from what it means; independent of
+# config_check.RULES, so a wrong rule there fails these tests.
+KINDS = {
+    # (accepts, boundary values it must accept, boundary values it must refuse)
+    'size': (lambda v: v >= 1, [1, 2, 10**6], [0, -1, -10**6]),
+    'count': (lambda v: v >= 0, [0, 1, 10**6], [-1, -10**6]),
+    'positive': (lambda v: v > 0, [1e-12, 1.0, 1e6], [0.0, -1e-12, -1.0]),
+    'non_negative': (lambda v: v >= 0, [0.0, 1e-12, 1e6], [-1e-12, -1.0]),
+    'fraction': (lambda v: 0 <= v < 1, [0.0, 0.5, 0.999999], [1.0, 1.5, -1e-9, -0.5]),
+    'weight': (lambda v: 0 <= v <= 1, [0.0, 0.5, 1.0], [1.000001, 2.0, -1e-9]),
+}
+KIND_OF = {
+    # Widths, depths, batches, lengths, intervals and counts of things that must
+    # exist: at least one.
+    **dict.fromkeys(['num_layers', 'hidden_size', 'num_heads', 'intermediate_size',
+                     'batch_size', 'eval_batch_size', 'heldout_batch_size', 'max_length',
+                     'max_positions', 'eval_every', 'checkpoint_every', 'log_every',
+                     'keep_checkpoints', 'speed_repeats', 'vocab_size', 'max_predictions',
+                     'steps'], 'size'),
+    # Limits where 0 means "all", seeds (numpy refuses negative ones), optional
+    # step counts and a teacher index.
+    **dict.fromkeys(['max_train_examples', 'max_eval_examples', 'max_corpus_texts', 'seed',
+                     'split_seed', 'pretrain_seed', 'pretrain_steps', 'single_teacher'],
+                    'count'),
+    # An optimiser step and a softmax divisor.
+    **dict.fromkeys(['learning_rate', 'temperature'], 'positive'),
+    # 0 epochs = use the teacher as is; a zero decay or loss weight switches it off.
+    **dict.fromkeys(['epochs', 'weight_decay', 'hidden_weight'], 'non_negative'),
+    # Shares of something that must keep a remainder (training rows, steps
+    # after warm-up), and a moving-average decay (1 would never move).
+    **dict.fromkeys(['warmup_fraction', 'dev_fraction', 'test_fraction', 'heldout_fraction',
+                     'baseline_decay', 'ramp_fraction', 'dev_only_train_fraction'],
+                    'fraction'),
+    # Mixing weights and probabilities: both ends allowed.
+    **dict.fromkeys(['alpha', 'p_student', 'mask_prob'], 'weight'),
+}
+
+
 def test_every_numeric_key_of_every_config_has_a_rule():
   for name, config in CONFIGS.items():
     config_check.check(config)  # the shipped values pass
-  unruled = sorted({key for _, key in NUMERIC if key.split('.')[-1] not in config_check.RULES})
+  leaves = {key.split('.')[-1] for _, key in NUMERIC}
+  unruled = sorted(leaves - set(config_check.RULES))
   assert not unruled, f'config keys without a range rule: {unruled}'
+  unclassified = sorted(leaves - set(KIND_OF))
+  assert not unclassified, f'config keys missing from KIND_OF here: {unclassified}'
 
 
 def section_of(config, dotted):
   for part in dotted.split('.')[:-1]:
     config = config[part]
   return config
+
+
+def expect_check(base, key, value):
+  """Checks `value` at `key` of the config dict `base` against KIND_OF's oracle;
+  returns whether the oracle accepts it."""
+  leaf = key.split('.')[-1]
+  if isinstance(section_of(base, key)[leaf], int) and math.isfinite(value):
+    value = int(value)  # an int field holds ints (ml_collections refuses floats)
+  config = with_value(base, key, value)
+  section = section_of(config, key)
+  valid = math.isfinite(value) and KINDS[KIND_OF[leaf]][0](value)
+  if valid and leaf in ('hidden_size', 'num_heads') and 'num_heads' in section:
+    valid = section['hidden_size'] % section['num_heads'] == 0
+  if valid:
+    config_check.check(config)
+  else:
+    with pytest.raises(KdjaxError, match=leaf):
+      config_check.check(config)
+  return valid
+
+
+@pytest.mark.parametrize('target', NUMERIC, ids='.'.join)
+def test_config_values_at_the_edges_of_their_range(target):
+  """Each key's kind's boundary values are accepted or refused as they must
+  be; non-finite numbers are refused."""
+  name, key = target
+  leaf = key.split('.')[-1]
+  base = CONFIGS[name]
+  if leaf == 'hidden_size':  # one head: every width divides
+    base = with_value(base, key.rsplit('.', 1)[0] + '.num_heads', 1)
+  if leaf == 'num_heads':  # a width every head count below divides
+    base = with_value(base, key.rsplit('.', 1)[0] + '.hidden_size', 10**6)
+  _, accepted, refused = KINDS[KIND_OF[leaf]]
+  for value in accepted:
+    assert expect_check(base, key, value), (key, value)
+  for value in refused + [math.nan, math.inf, -math.inf]:
+    assert not expect_check(base, key, value), (key, value)
 
 
 @settings(max_examples=300, **SETTINGS)
@@ -277,20 +355,7 @@ def section_of(config, dotted):
 def test_config_values_outside_their_range_are_refused(target, value):
   CASES['config values'] += 1
   name, key = target
-  leaf = key.split('.')[-1]
-  if isinstance(section_of(CONFIGS[name], key)[leaf], int) and math.isfinite(value):
-    value = int(value)  # an int field holds ints (ml_collections refuses floats)
-  config = with_value(CONFIGS[name], key, value)
-  section = section_of(config, key)
-  accepts, _ = config_check.RULES[leaf]
-  valid = math.isfinite(value) and accepts(value)
-  if valid and leaf in ('hidden_size', 'num_heads') and 'num_heads' in section:
-    valid = section['hidden_size'] % section['num_heads'] == 0
-  if valid:
-    config_check.check(config)
-  else:
-    with pytest.raises(KdjaxError, match=leaf):
-      config_check.check(config)
+  expect_check(CONFIGS[name], key, value)
 
 
 @settings(max_examples=12, **SETTINGS)

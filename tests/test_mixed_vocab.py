@@ -212,6 +212,7 @@ def test_stage2_gradients_reach_projection_and_student_embeddings(tokenizers, se
   tok_t, tok_s = tokenizers
   dual, student = tiny_models(tokenizers)
   dual_params, s_params = init_dual_and_student(dual, student)
+  teacher_before = jax.tree.map(np.array, jax.device_get(dual_params))
   seg = vocab.segment_words(tok_t, tok_s, sentences[:8], max_words=30, max_pieces=30)
   batch = {**seg, 'weights': np.ones(8, np.float32)}
   segmentation = mv.Segmentation(32, 6, 0.15, mv.VocabIds.of(tok_t), mv.VocabIds.of(tok_s))
@@ -225,8 +226,63 @@ def test_stage2_gradients_reach_projection_and_student_embeddings(tokenizers, se
   assert float(jnp.abs(new['params']['projection'] - s_params['projection']).max()) > 0
   emb = lambda p: p['bert']['embeddings']['word_embeddings']['embedding']
   assert float(jnp.abs(emb(new['params']) - emb(s_params)).max()) > 0
-  # The teacher is an argument, not a parameter: it is left as it was.
-  assert 'student_up' not in new['params']
+  # The teacher is an argument, not a parameter: the step updates exactly the
+  # student's tree, and the teacher is left as it was.
+  assert jax.tree.structure(new['params']) == jax.tree.structure(s_params)
+  jax.tree.map(lambda a, b: np.testing.assert_equal(a.shape, b.shape), new['params'], s_params)
+  jax.tree.map(np.testing.assert_array_equal, dual_params, teacher_before)
+  # The hidden loss is the shared-projection MSE to that teacher's hidden states
+  # (the Stage-I model reading the same all-student-vocabulary text), recomputed
+  # here with the step's random streams.
+  seg_rng, dropout_rng = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), 0))
+  mixed = jax.device_get(segmentation(seg_rng, batch, 1.0))
+  assert np.all(mixed['vocab_ids'][mixed['attention_mask'] > 0] == 1)
+  t_hidden = dual.apply({'params': teacher_before}, mixed['input_ids'], mixed['vocab_ids'],
+                        mixed['token_type_ids'], mixed['attention_mask'],
+                        output_hidden_states=True)['hidden_states']
+  out = student.apply({'params': s_params}, mixed['input_ids'], mixed['token_type_ids'],
+                      mixed['attention_mask'], mixed['mlm_positions'], deterministic=False,
+                      rngs={'dropout': dropout_rng})
+  mask = mixed['attention_mask'].astype(np.float64)
+  per_sequence = np.zeros(8)
+  for l, m in ((1, 1), (2, 2)):
+    diff = (np.asarray(t_hidden[m], np.float64) @ np.asarray(s_params['projection'], np.float64)
+            - np.asarray(out['hidden_states'][l], np.float64))
+    per_sequence += ((diff ** 2).mean(-1) * mask).sum(1) / mask.sum(1)
+  used = mixed['mlm_weights'].sum(1) > 0
+  np.testing.assert_allclose(float(metrics['hidden_loss']), per_sequence[used].mean(),
+                             rtol=1e-4)
+
+
+@pytest.mark.parametrize('projection', ['down', 'up'])
+def test_stage2_student_starts_from_the_stage1_subspace(projection):
+  """The Stage-II student's position and token-type tables are the teacher's on
+  the transferred basis (extra rows stay its own), and its shared projection is
+  the Stage-I up-projection ('up') or its transpose ('down')."""
+  from kdjax.methods.mixed_vocab import pipeline as mixed_kd
+  rng = np.random.default_rng(0)
+  d_t, d_s = 6, 3
+  basis = np.linalg.qr(rng.normal(size=(d_t, d_s)))[0].astype(np.float32)
+  up = rng.normal(size=(d_s, d_t)).astype(np.float32)
+  teacher = {'position_embeddings': {'embedding': rng.normal(size=(4, d_t))},
+             'token_type_embeddings': {'embedding': rng.normal(size=(2, d_t))}}
+  own_positions = rng.normal(size=(5, d_s)).astype(np.float32)
+  s_params = {'bert': {'embeddings': {
+      'position_embeddings': {'embedding': own_positions.copy()},
+      'token_type_embeddings': {'embedding': rng.normal(size=(2, d_s)).astype(np.float32)},
+      'word_embeddings': {'embedding': np.zeros((7, d_s), np.float32)}}},
+      'projection': np.zeros((d_t, d_s) if projection == 'down' else (d_s, d_t), np.float32)}
+  mixed_kd._transfer_to_student(s_params, teacher, basis, up, projection)
+  emb = s_params['bert']['embeddings']
+  positions = emb['position_embeddings']['embedding']
+  np.testing.assert_allclose(positions[:4], teacher['position_embeddings']['embedding'] @ basis,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(positions[4:], own_positions[4:])
+  np.testing.assert_allclose(emb['token_type_embeddings']['embedding'],
+                             teacher['token_type_embeddings']['embedding'] @ basis,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(emb['word_embeddings']['embedding'], 0)
+  np.testing.assert_array_equal(s_params['projection'], up if projection == 'up' else up.T)
 
 
 def test_student_tokens_are_spelled_in_the_teacher_vocabulary(tokenizers):

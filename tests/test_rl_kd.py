@@ -1,6 +1,7 @@
 """RL-KD: REINFORCE against a hand-computed gradient, selection weights, the
 multi-teacher loss, rewards, learning to prefer the right teacher, a checkpoint
 round trip of the policy, and a :quick end-to-end run."""
+import dataclasses
 import os
 
 import jax
@@ -14,7 +15,7 @@ from kdjax.data.batching import TrainBatches
 from kdjax.methods.rl_kd import pieces as rl_select
 from kdjax.steps import init_state, jit_train_step
 from kdjax.models.heads import BertClassifier
-from tests.conftest import TINY, load_config
+from tests.conftest import TINY, export_accuracy, load_config
 
 
 def sigmoid(x):
@@ -196,13 +197,32 @@ def test_soft_selection_and_r3_steps_update_student_and_policy():
   # R3 gives one reward per episode: the first is its own baseline, so no policy change yet.
   jax.tree.map(np.testing.assert_array_equal, before['policy']['params'],
                jax.device_get(new['policy']['params']))
-  new, metrics = step(new, batch, jax.random.PRNGKey(2))
+  first = new
+  new, metrics = step(first, batch, jax.random.PRNGKey(2))
   assert int(new['step']) == 2 and int(new['policy']['updates']) == 2
   changed = lambda a, b: not all(np.array_equal(x, y) for x, y in
                                  zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   assert changed(before['params'], new['params'])
   assert changed(before['policy']['params'], new['policy']['params'])
-  assert np.isfinite(float(metrics['reward'])) and -1 <= float(metrics['reward']) <= 1
+  # The R3 reward is the held-out accuracy gained by the sampled (trial) student
+  # step. With hard selection the same random streams take that very step and
+  # keep it, so the gain can be recomputed from the kept student.
+  hard = dataclasses.replace(settings, selection='hard')
+  tried, hard_metrics = jax.jit(lambda s, b, r: rl_select.rl_step(
+      s, b, r, model=model, tx=tx, policy=policy, policy_tx=policy_tx, rl=hard, alpha=0.5,
+      temperature=2.0, regression=False, update_student=True))(first, batch,
+                                                                jax.random.PRNGKey(2))
+
+  def heldout_accuracy(params):
+    logits = model.apply({'params': params}, held['input_ids'], held['token_type_ids'],
+                         held['attention_mask'])['logits']
+    correct = np.argmax(np.asarray(logits), -1) == held['labels']
+    return (correct * held['weights']).sum() / held['weights'].sum()
+
+  gain = heldout_accuracy(tried['params']) - heldout_accuracy(first['params'])
+  np.testing.assert_allclose(float(metrics['reward']), gain, atol=1e-6)
+  np.testing.assert_allclose(float(hard_metrics['reward']), gain, atol=1e-6)
+  np.testing.assert_allclose(float(metrics['heldout_gain']), gain, atol=1e-6)
 
 
 def test_checkpoint_round_trip_restores_policy(tmp_path):
@@ -245,7 +265,9 @@ def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
   config.student.intermediate_size, config.student.num_layers = 32, 1
   result = rlkd.run(config, str(tmp_path / 'rl'))
   assert [t['layers'] for t in result['teachers']] == [0, 1, 0]
-  assert 0.0 <= result['student']['metrics']['accuracy'] <= 1.0
+  # The reported accuracy is the exported student's on the evaluation split.
+  assert result['student']['metrics']['accuracy'] == pytest.approx(
+      export_accuracy(result['student']['export_dir'], config), abs=1e-9)
   for name in ('policy_weights.json', 'policy_weights.png', 'policy_by_difficulty.png',
                'summary.json'):
     assert os.path.getsize(tmp_path / 'rl' / name) > 0, name
