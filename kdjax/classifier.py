@@ -33,16 +33,23 @@ def classifier_start(model: nn.Module, params, arrays: dict, spec: TaskSpec, sec
   return start_phase(params, step, phase_optimizer(section, total), mesh, compile_for=shapes)
 
 
+def best_metric(section, spec: TaskSpec) -> str | None:
+  """The dev metric a phase keeps its best weights by (`section.keep_best`): the
+  task's primary one."""
+  return spec.metrics[0] if section.keep_best else None
+
+
 def train_classifier(run, name: str, start: Start, arrays: dict[str, np.ndarray], section,
                      eval_fn: Callable, *, phase_id: int, seed: int,
-                     checkpoint_dir: str | None = None, epochs: float | None = None):
+                     checkpoint_dir: str | None = None, epochs: float | None = None,
+                     best_metric: str | None = None):
   """Runs `start` (from `classifier_start` over the same `arrays` and `epochs`)
   in `run` (a `kdjax.scaffold.Run`); data order from seed + phase_id. Returns
-  the final params."""
+  the final params, or those of the best `best_metric` on dev."""
   batches = TrainBatches(arrays, section.batch_size, seed=seed + phase_id,
                          process_index=jax.process_index(),
                          process_count=jax.process_count())
   total = steps_for(batches.num_examples, section.batch_size,
                     section.epochs if epochs is None else epochs)
   return run.train(name, start, batches, total, eval_fn, phase_id=phase_id, seed=seed,
-                   checkpoint_dir=checkpoint_dir)['params']
+                   checkpoint_dir=checkpoint_dir, best_metric=best_metric)['params']

@@ -78,6 +78,7 @@ def teacher_section(*, batch_size: int, learning_rate: float = 1e-4,
   t.seed = 0                      # teacher head init, dropout and data order
   if epochs is not None:
     t.epochs = epochs             # fine-tuning epochs (0 = use the checkpoint as is)
+  t.keep_best = False             # end fine-tuning with the best dev evaluation's weights
   return optimiser_keys(t, batch_size=batch_size, learning_rate=learning_rate)
 
 
@@ -101,4 +102,5 @@ def distill_section(*, alpha: float, temperature: float, epochs: float, batch_si
   d.alpha = alpha                 # weight of the gold-label loss (1 - alpha: the teachers')
   d.temperature = temperature     # softmax temperature of the soft loss
   d.epochs = epochs               # student epochs
+  d.keep_best = True              # end with the best dev evaluation's weights (not the last step's)
   return optimiser_keys(d, batch_size=batch_size, learning_rate=learning_rate)

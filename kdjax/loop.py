@@ -42,7 +42,12 @@ class Cadence:
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-  """One resumable training run (a teacher's fine-tuning, a student, a stage)."""
+  """One resumable training run (a teacher's fine-tuning, a student, a stage).
+
+  With `best_metric` (a key of what `eval_fn` returns, higher is better) the
+  params of the best evaluation are kept in `<checkpoint_dir>-best` and the
+  phase ends with them instead of the last step's.
+  """
   name: str
   train_step: Callable        # jitted (state, batch, rng) -> (state, metrics)
   batches: Any                # .batch_at(step) -> this process's rows of the batch
@@ -50,6 +55,40 @@ class Phase:
   checkpoint_dir: str
   eval_fn: Callable[[Any], dict[str, float]]   # params -> dev metrics ({} for none)
   cadence: Cadence
+  best_metric: str | None = None
+
+
+class BestParams:
+  """The params of a phase's best dev evaluation, kept on disk beside its
+  checkpoints (so a resumed phase still knows them) with their step and value."""
+
+  def __init__(self, phase: Phase, params_like):
+    self.metric = phase.best_metric
+    self.manager = checkpoint.open_manager(phase.checkpoint_dir + '-best', keep=1)
+    self._like = {'params': params_like, 'value': np.zeros((), np.float32)}
+    kept = checkpoint.restore_latest(self.manager, self._like)
+    self.step = None if kept is None else int(self.manager.latest_step())
+    self.value = -math.inf if kept is None else float(kept['value'])
+
+  def offer(self, step: int, dev: dict[str, float], params) -> None:
+    """Keeps `params` if their `dev[metric]` beats the best so far."""
+    if self.metric not in dev:
+      raise KdjaxError(f'keep_best: the dev metrics {sorted(dev)} have no {self.metric!r}')
+    value = dev[self.metric]
+    if value > self.value:  # ties keep the earlier step; NaN never wins
+      checkpoint.save(self.manager, step, {'params': params,
+                                           'value': np.asarray(value, np.float32)},
+                      self.step)
+      self.step, self.value = step, float(value)
+
+  def params(self):
+    """The kept params (None if no evaluation happened)."""
+    if self.step is None:
+      return None
+    return checkpoint.restore_latest(self.manager, self._like)['params']
+
+  def close(self) -> None:
+    self.manager.close()
 
 
 def no_eval(params) -> dict[str, float]:
@@ -76,20 +115,30 @@ def _stop_signal(step: int, checkpoint_every: int) -> int | None:
 
 
 def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
-              log: MetricsLog) -> State:
-  """Trains `state` to `phase.total_steps`, resuming from the latest checkpoint."""
+              log: MetricsLog) -> tuple[State, dict | None]:
+  """Trains `state` to `phase.total_steps`, resuming from the latest checkpoint.
+
+  Returns the final state (with the best evaluation's params when the phase
+  keeps them) and, then, {'step', 'metric', 'value'} of that evaluation."""
   keep = phase.cadence.keep_checkpoints
   checkpoint.check_space(phase.checkpoint_dir, state, keep)
   manager = checkpoint.open_manager(phase.checkpoint_dir, keep)
+  best = BestParams(phase, state['params']) if phase.best_metric else None
   try:
     state, last_saved = _resume(phase, state, manager, log)
     bar = progress(phase.total_steps, phase.name, initial=int(state['step']))
     try:  # the bar ends its line before any error message is printed
-      return _train_steps(phase, state, rng, mesh, log, manager, bar, last_saved)
+      state = _train_steps(phase, state, rng, mesh, log, manager, bar, last_saved, best)
     finally:
       bar.close()
+    if best is None or best.step is None:
+      return state, None
+    return ({**state, 'params': best.params()},
+            {'step': best.step, 'metric': best.metric, 'value': best.value})
   finally:
     manager.close()
+    if best is not None:
+      best.close()
 
 
 def _resume(phase: Phase, state: State, manager, log: MetricsLog) -> tuple[State, int | None]:
@@ -108,7 +157,7 @@ def _resume(phase: Phase, state: State, manager, log: MetricsLog) -> tuple[State
 
 
 def _train_steps(phase: Phase, state: State, rng: jax.Array, mesh: Mesh, log: MetricsLog,
-                 manager, bar, last_saved: int | None) -> State:
+                 manager, bar, last_saved: int | None, best: BestParams | None) -> State:
   cadence = phase.cadence
   pending = None  # (step, device metrics) of the previous step, read a step late
 
@@ -143,6 +192,8 @@ def _train_steps(phase: Phase, state: State, rng: jax.Array, mesh: Mesh, log: Me
       dev = phase.eval_fn(state['params'])
       if dev:
         log.write(phase.name, step + 1, {f'dev_{k}': v for k, v in dev.items()})
+      if best is not None:
+        best.offer(step + 1, dev, state['params'])
   if pending is not None:
     flush(pending)
   return state

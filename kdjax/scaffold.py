@@ -98,6 +98,7 @@ class Run:
   mesh: Mesh
   started: float
   log: MetricsLog | None = None
+  best: dict[str, dict] = dataclasses.field(default_factory=dict)  # phase -> best evaluation
 
   @property
   def cadence(self) -> Cadence:
@@ -116,16 +117,22 @@ class Run:
     return os.path.join(self.workdir, *parts)
 
   def train(self, name: str, start: Start, batches, total_steps: int, eval_fn: Callable,
-            *, phase_id: int, seed: int, checkpoint_dir: str | None = None) -> State:
+            *, phase_id: int, seed: int, checkpoint_dir: str | None = None,
+            best_metric: str | None = None) -> State:
     """Runs one resumable phase from `start`; returns its final state.
 
     `phase_id` (kdjax.seeds) is folded into `seed` for the phase's dropout and
     sampling stream; checkpoints go to `checkpoint_dir` (default
-    WORKDIR/checkpoints/NAME)."""
+    WORKDIR/checkpoints/NAME). With `best_metric` the phase ends with the params
+    of its best dev evaluation, recorded in summary.json's `best_checkpoints`."""
     phase = Phase(name, start.train_step, batches, total_steps,
-                  checkpoint_dir or self.path('checkpoints', name), eval_fn, self.cadence)
+                  checkpoint_dir or self.path('checkpoints', name), eval_fn, self.cadence,
+                  best_metric)
     rng = jax.random.fold_in(jax.random.PRNGKey(seed), phase_id)
-    return run_phase(phase, start.state, rng, self.mesh, self.log)
+    state, best = run_phase(phase, start.state, rng, self.mesh, self.log)
+    if best is not None:
+      self.best[name] = best
+    return state
 
   def finish(self, result: dict) -> dict:
     """Adds hardware and wall time to `result`, closes the log and writes
@@ -133,6 +140,8 @@ class Run:
     from kdjax.summary import hardware
     result.setdefault('hardware', hardware())
     result['teacher_checkpoint'] = self.teacher.dir
+    if self.best:  # the dev evaluations whose params each phase ended with
+      result['best_checkpoints'] = self.best
     result['wall_seconds'] = time.time() - self.started
     self.log.close()
     if jax.process_index() == 0:

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from kdjax import loop, parallel, scaffold, seeds, students, summary, teachers
-from kdjax.classifier import classifier_start, train_classifier
+from kdjax.classifier import best_metric, classifier_start, train_classifier
 from kdjax.data import sources
 from kdjax.data.sources import (during_training_eval_split, final_eval_split,
                                 fingerprint, load_task)
@@ -48,6 +48,7 @@ def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eva
                              name='teacher')
     t_params = train_classifier(run, 'teacher', start, train_arrays, config.teacher,
                                 eval_fn_for(t_predict), phase_id=seeds.TEACHER, seed=seed,
+                                best_metric=best_metric(config.teacher, spec),
                                 checkpoint_dir=os.path.join(root, 'checkpoints', 'teacher'))
   t_params = parallel.replicate(t_params, mesh)
   key = teachers.config_key(teachers.params_digest(t_params), data_key,
@@ -104,7 +105,8 @@ def run(config, workdir: str) -> dict:
   s_predict = jit_predict(s_model, mesh)
   s_params = train_classifier(
       r, 'student', s_start, {**encoded['train'], 'teacher_logits': teacher_logits},
-      config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed)
+      config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed,
+      best_metric=best_metric(config.distill, spec))
 
   # 4. Report.
   # Which split each figure measures: dev metrics in metrics.jsonl come from

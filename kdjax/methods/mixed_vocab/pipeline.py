@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from kdjax import loop, parallel, scaffold, seeds, students, summary, teachers
-from kdjax.classifier import classifier_start, train_classifier
+from kdjax.classifier import best_metric, classifier_start, train_classifier
 from kdjax.data import sources, vocab
 from kdjax.data.batching import TrainBatches
 from kdjax.data.tokenize import encode, load_tokenizer, model_inputs
@@ -258,7 +258,7 @@ def run(config, workdir: str) -> dict:
                            temperature=config.distill.temperature)
   s_params = train_classifier(r, 'student', start, arrays, config.distill,
                               eval_fn_for(encoded_s)(s_predict), phase_id=seeds.MIXED_STAGE3,
-                              seed=config.seed)
+                              seed=config.seed, best_metric=best_metric(config.distill, spec))
 
   result = {'method': 'mixed_vocab', 'task': spec.name, 'eval_split': final_split,
             'pretrained': bool(config.mixed.pretrain), 'task_kd': config.distill.alpha < 1.0,

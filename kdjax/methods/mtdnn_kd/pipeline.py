@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from kdjax import loop, parallel, scaffold, seeds, students, teachers
-from kdjax.classifier import classifier_start, train_classifier
+from kdjax.classifier import best_metric, classifier_start, train_classifier
 from kdjax.data import sources
 from kdjax.data.tasks import TaskSpec, get_task
 from kdjax.data.tokenize import encode, model_inputs
@@ -116,6 +116,7 @@ def _train_ensemble(run: scaffold.Run, task: TaskData, task_index: int, members_
     params = train_classifier(run, name, start, train_arrays, config.teacher, eval_fn,
                               phase_id=seeds.ensemble_member(task_index, k),
                               seed=config.teacher.seed,
+                              best_metric=best_metric(config.teacher, spec),
                               checkpoint_dir=os.path.join(members_dir, f'member_{k}'))
     train_outputs.append(loop.predict_all(predict, params, model_inputs(task.train),
                                           config.eval_batch_size, mesh,
@@ -214,7 +215,7 @@ def train_student(run: scaffold.Run, tasks: dict[str, TaskData],
                                temperature=d.temperature)
   start = start_phase(params, step, phase_optimizer(d, total), mesh)
   state = run.train('student', start, batches, total, eval_fn, phase_id=seeds.STUDENT,
-                    seed=config.seed)
+                    seed=config.seed, best_metric='glue_average' if d.keep_best else None)
   return evaluate_tasks(predict, state['params'], tasks, config.eval_batch_size, mesh)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from kdjax import atomic, loop, parallel, plots, scaffold, seeds, students, teachers
-from kdjax.classifier import classifier_start, train_classifier
+from kdjax.classifier import best_metric, classifier_start, train_classifier
 from kdjax.data import sources
 from kdjax.data.batching import TrainBatches
 from kdjax.data.tasks import Examples
@@ -100,8 +100,9 @@ def truncated(ckpt: HFCheckpoint, num_layers: int) -> HFCheckpoint:
 
 
 def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir: str,
-                     eval_split: str) -> dict[str, np.ndarray]:
-  """Trains (or reuses) the teachers; returns their logits per split, each [K, N, C]."""
+                     dev_split: str) -> dict[str, np.ndarray]:
+  """Trains (or reuses) the teachers (evaluated on `dev_split` while they
+  train); returns their logits per split of `encoded`, each [K, N, C]."""
   config, mesh = run.config, run.mesh
 
   def compute():
@@ -112,13 +113,14 @@ def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir
       predict = jit_predict(model, mesh)
       if t['epochs'] > 0:
         name = f'teacher_{t["name"]}'
-        eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[eval_split]),
-                                          encoded[eval_split]['labels'], spec,
+        eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[dev_split]),
+                                          encoded[dev_split]['labels'], spec,
                                           config.eval_batch_size, mesh)
         start = classifier_start(model, params, encoded['train'], spec, config.teacher, mesh,
                                  name=name, epochs=t['epochs'])
         params = train_classifier(run, name, start, encoded['train'], config.teacher, eval_fn,
                                   phase_id=seeds.rl_teacher(k), seed=t['seed'],
+                                  best_metric=best_metric(config.teacher, spec),
                                   epochs=t['epochs'],
                                   checkpoint_dir=os.path.join(store_dir, f"{t['name']}-{key}"))
       for split, arrays in encoded.items():
@@ -228,8 +230,10 @@ def train_student(run: scaffold.Run, model, params, spec, arrays: dict, heldout:
     else:  # joint
       step_fn = jit_train_step(pieces.rl_step, mesh, update_student=True, **rl_static)
       batches = StageBatches(order, student_steps_done, held)
+    last = name == stages[-1][0]  # the student's weights come from its last stage
     state = run.train(name, Start(state, step_fn), batches, steps, eval_fn,
-                      phase_id=phase_id, seed=config.seed)
+                      phase_id=phase_id, seed=config.seed,
+                      best_metric=best_metric(d, spec) if last else None)
     state = {**state, 'step': jnp.zeros_like(state['step'])}  # the next stage counts anew
     if name != 'policy_pretrain':
       student_steps_done += steps
@@ -331,22 +335,26 @@ def run(config, workdir: str) -> dict:
   r = scaffold.begin(config, workdir)
   mesh = r.mesh
   spec, splits = sources.load_task(config.data)
+  # The student is evaluated (and its best weights chosen) on dev during
+  # training, and on the final split (test where there is one) at the end.
   eval_split = sources.final_eval_split(splits)
-  evaluated = sources.subsample(splits[eval_split], config.data.max_eval_examples,
-                                config.data.split_seed)
+  dev_split = sources.during_training_eval_split(splits)
+  evaluated = {name: sources.subsample(splits[name], config.data.max_eval_examples,
+                                       config.data.split_seed)
+               for name in dict.fromkeys((eval_split, dev_split))}
   train_ex, heldout_ex = holdout_split(splits['train'], config.distill.heldout_fraction,
                                        config.data.split_seed, spec.regression)
   tokenizer, length = r.teacher.tokenizer, config.data.max_length
   encoded = {'train': encode_split(tokenizer, train_ex, length),
-             eval_split: encode_split(tokenizer, evaluated, length)}
+             **{name: encode_split(tokenizer, ex, length) for name, ex in evaluated.items()}}
   heldout = None if heldout_ex is None else encode_split(tokenizer, heldout_ex, length)
   log = r.open_log()
 
   store_dir = os.path.join(config.teacher.store_dir or r.path('teachers'), spec.name)
-  data_key = sources.fingerprint(train_ex) + sources.fingerprint(evaluated)
-  key = teachers.config_key(teachers.settings(config.teacher), specs, r.teacher.dir, data_key, length,
-                            *teachers.dtype_parts(config))
-  outputs = prepare_teachers(r, spec, encoded, key, store_dir, eval_split)
+  data_key = ''.join(sources.fingerprint(ex) for ex in (train_ex, *evaluated.values()))
+  key = teachers.config_key(teachers.settings(config.teacher), specs, r.teacher.dir, data_key,
+                            length, *teachers.dtype_parts(config))
+  outputs = prepare_teachers(r, spec, encoded, key, store_dir, dev_split)
   eval_labels = encoded[eval_split]['labels']
   teacher_rows = [{**t, 'metrics': compute_metrics(spec.metrics, out, eval_labels,
                                                    spec.regression)}
@@ -359,11 +367,13 @@ def run(config, workdir: str) -> dict:
                                         {'bert': ckpt.encoder_params},
                                         config.student.teacher_layers)
   predict = jit_predict(model, mesh)
-  eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[eval_split]), eval_labels,
-                                    spec, config.eval_batch_size, mesh)
+
+  def eval_fn_on(split):
+    return lambda p: loop.evaluate(predict, p, model_inputs(encoded[split]),
+                                   encoded[split]['labels'], spec, config.eval_batch_size, mesh)
   arrays = {**encoded['train'], 'teacher_logits': np.transpose(outputs['train'], (1, 0, 2))}
-  state = train_student(r, model, params, spec, arrays, heldout, eval_fn)
-  metrics = eval_fn(state['params'])
+  state = train_student(r, model, params, spec, arrays, heldout, eval_fn_on(dev_split))
+  metrics = eval_fn_on(eval_split)(state['params'])
   log.write('student_final', 0, {f'{eval_split}_{k}': v for k, v in metrics.items()})
 
   host_params = jax.device_get(state['params'])
@@ -373,8 +383,10 @@ def run(config, workdir: str) -> dict:
                          host_params['classifier'], spec.label_names, r.teacher.dir)
   result = {'method': 'rl_kd', 'task': spec.name, 'variant': variant_name(config),
             'weighting': config.distill.weighting, 'eval_split': eval_split,
+            'dev_split': dev_split,
             'data_sizes': {'train': len(train_ex), 'heldout': 0 if heldout_ex is None
-                           else len(heldout_ex), eval_split: len(evaluated)},
+                           else len(heldout_ex),
+                           **{name: len(ex) for name, ex in evaluated.items()}},
             'teachers': teacher_rows,
             'student': {'metrics': metrics, 'params': count_params(host_params),
                         'export_dir': export_dir}}
