@@ -27,7 +27,8 @@ def main(workdir: str, name: str, command: str, wall_clock: str = '') -> None:
       f"# {summary['task']}: teacher vs distilled student", '',
       f'Command: `{command}`' + (f' (wall clock {wall_clock})' if wall_clock else ''), '',
       f"Data: {summary['data_sizes']} examples; reported split: {summary['eval_split']}; "
-      f"seed {config['seed']}; max_length {config['data']['max_length']}.  ",
+      f"seed {config['seed']}; max_length {config['data']['max_length']}; length buckets "
+      f"{tuple(config['data'].get('buckets', ())) or 'none'}.  ",
       f"Hardware: {hw['cpu_count']} CPU cores ({hw['machine']}), {hw['device_count']} "
       f"{hw['platform']} device(s), jax {hw['jax']}.", '',
       '| | teacher | student |', '|---|---|---|',
@@ -43,6 +44,9 @@ def main(workdir: str, name: str, command: str, wall_clock: str = '') -> None:
       f"speed-up {c['speedup']:.2f}x; the student keeps {100 * c['kept_fraction']:.1f}% of "
       f"the teacher's {c['primary_metric']}.",
   ]
+  for phase, best in summary.get('best_checkpoints', {}).items():
+    lines.append(f"The {phase}'s weights are those of its best {summary.get('dev_split', 'dev')} "
+                 f"{best['metric']} ({best['value']:.4f}, step {best['step']}).")
   with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   print('\n'.join(lines))

@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from kdjax import checkpoint, interrupt, parallel
-from kdjax.data.batching import eval_batches
+from kdjax.data.batching import eval_batch_count, eval_batches
 from kdjax.data.tasks import TaskSpec
 from kdjax.errors import KdjaxError
 from kdjax.metrics import compute_metrics
@@ -200,34 +200,47 @@ def _train_steps(phase: Phase, state: State, rng: jax.Array, mesh: Mesh, log: Me
 
 
 def predict_all(predict: Callable, params, arrays: dict[str, np.ndarray],
-                batch_size: int, mesh: Mesh, desc: str | None = None) -> np.ndarray:
-  """Outputs for every row of `arrays`, in order, as one host array [N, C]."""
+                batch_size: int, mesh: Mesh, desc: str | None = None,
+                lengths: tuple[int, ...] = ()) -> np.ndarray:
+  """Outputs for every row of `arrays`, in order, as one host array [N, C]; with
+  bucket `lengths`, computed bucket by bucket on batches cut to their length."""
   n = len(arrays['input_ids'])
-  outputs, in_flight = [], None
-  bar = progress(math.ceil(n / batch_size), desc, unit='batch') if desc else None
-  for batch in eval_batches(arrays, batch_size, jax.process_index(), jax.process_count()):
+  outputs, in_flight = None, None
+  bar = (progress(eval_batch_count(arrays, batch_size, lengths), desc, unit='batch')
+         if desc else None)
+
+  def collect(item):
+    nonlocal outputs
+    rows, out = item
+    out = np.asarray(out)
+    if outputs is None:
+      outputs = np.zeros((n,) + out.shape[1:], out.dtype)
+    outputs[rows[rows >= 0]] = out[rows >= 0]  # padding rows are dropped
+    if bar:
+      bar.update(1)
+
+  for rows, batch in eval_batches(arrays, batch_size, jax.process_index(),
+                                  jax.process_count(), lengths):
     if desc:  # a long pass (teacher outputs); short dev evaluations finish first
       interrupt.check(desc)
-    del batch['weights']  # padding rows are trimmed below
+    del batch['weights']
     out = predict(params, parallel.to_global(batch, mesh))
     if jax.process_count() > 1:
       out = multihost_utils.process_allgather(out, tiled=True)
     if in_flight is not None:  # read the previous batch while this one computes
-      outputs.append(np.asarray(in_flight))
-      if bar:
-        bar.update(1)
-    in_flight = out
-  outputs.append(np.asarray(in_flight))
+      collect(in_flight)
+    in_flight = (rows, out)
+  collect(in_flight)
   if bar:
-    bar.update(1)
     bar.close()
-  return np.concatenate(outputs)[:n]
+  return outputs
 
 
 def evaluate(predict: Callable, params, arrays: dict[str, np.ndarray], labels: np.ndarray,
-             spec: TaskSpec, batch_size: int, mesh: Mesh) -> dict[str, float]:
+             spec: TaskSpec, batch_size: int, mesh: Mesh, lengths: tuple[int, ...] = ()
+             ) -> dict[str, float]:
   """The task's metrics of `predict` on every row of `arrays`."""
-  outputs = predict_all(predict, params, arrays, batch_size, mesh)
+  outputs = predict_all(predict, params, arrays, batch_size, mesh, lengths=lengths)
   return compute_metrics(spec.metrics, outputs, labels, spec.regression)
 
 

@@ -19,6 +19,7 @@ import jax
 from jax.sharding import Mesh
 
 from kdjax import atomic, parallel, teachers
+from kdjax.data.batching import bucket_lengths
 from kdjax.errors import KdjaxError
 from kdjax.loop import Cadence, Phase, run_phase
 from kdjax.models.hf import HFCheckpoint
@@ -104,6 +105,11 @@ class Run:
   def cadence(self) -> Cadence:
     return Cadence.of(self.config)
 
+  @property
+  def lengths(self) -> tuple[int, ...]:
+    """The sequence lengths of the length buckets (`data.buckets`); () = none."""
+    return bucket_lengths(self.config.data.buckets, self.config.data.max_length)
+
   def open_log(self) -> MetricsLog:
     """Inputs are valid: writes config.json (what a resumed run is checked
     against) and opens the metrics log. Called once the data has loaded, so a
@@ -160,4 +166,7 @@ def begin(config, workdir: str, teacher_seed: int | None = None) -> Run:
                                            seed, config.compute_dtype))
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-  return Run(config, workdir, teacher, mesh, started)
+  run = Run(config, workdir, teacher, mesh, started)
+  if 'buckets' in config.data:
+    run.lengths  # a bad data.buckets fails here, before anything is written
+  return run

@@ -195,14 +195,15 @@ class Start:
 
 
 def start_phase(params, step_fn: Callable, tx: optax.GradientTransformation, mesh: Mesh,
-                frozen=None, compile_for: dict[str, jax.ShapeDtypeStruct] | None = None,
+                frozen=None, compile_for: list[dict[str, jax.ShapeDtypeStruct]] | None = None,
                 **step_static) -> Start:
   """The initial state of `params` under `tx` and the jitted `step_fn`.
 
-  With `compile_for` (the shapes of one global batch, `batching.batch_shapes`)
-  the step is compiled here too, so that its first call finds the program
-  ready: run on a background thread, the start-up (initialisation and
-  compilation, seconds on a CPU) overlaps other work such as a teacher pass.
+  With `compile_for` (the shapes of the global batches, one per bucket length,
+  `batching.batch_shapes`) the step is compiled here too, so that its first
+  call finds the program ready: run on a background thread, the start-up
+  (initialisation and compilation, seconds on a CPU) overlaps other work such
+  as a teacher pass.
   """
   state = parallel.replicate(init_state(params, tx), mesh)
   if frozen is not None:
@@ -210,9 +211,9 @@ def start_phase(params, step_fn: Callable, tx: optax.GradientTransformation, mes
       raise ValueError('compile_for is not supported with frozen params')
     return Start(state, jit_train_step_frozen(step_fn, mesh, frozen, tx=tx, **step_static))
   jitted = jit_train_step(step_fn, mesh, tx=tx, **step_static)
-  if compile_for is not None:
-    sharding = parallel.batch_sharded(mesh)
+  sharding = parallel.batch_sharded(mesh)
+  for shapes in compile_for or ():
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
-             for k, v in compile_for.items()}
+             for k, v in shapes.items()}
     jitted.lower(state, batch, jax.random.PRNGKey(0)).compile()
   return Start(state, jitted)

@@ -11,6 +11,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from kdjax import loop, parallel
+from kdjax.metrics import compute_metrics
 from kdjax.models.bert import count_params
 from kdjax.models.hf import export_hf_checkpoint
 
@@ -32,9 +33,15 @@ def inference_speed(predict: Callable, params, arrays: dict[str, np.ndarray],
 
 
 def describe_model(model_cfg, params, predict, inputs: dict, labels, spec, export_dir: str,
-                   tokenizer_dir: str, config, mesh: Mesh) -> dict:
-  """Metrics, size, speed and HF export of one classifier (teacher or student)."""
-  metrics = loop.evaluate(predict, params, inputs, labels, spec, config.eval_batch_size, mesh)
+                   tokenizer_dir: str, config, mesh: Mesh, lengths: tuple[int, ...] = (),
+                   outputs: np.ndarray | None = None) -> dict:
+  """Metrics, size, speed and HF export of one classifier (teacher or student);
+  evaluated in the length buckets `lengths` unless its `outputs` on `inputs`
+  are given; its speed is timed at full length."""
+  if outputs is None:
+    outputs = loop.predict_all(predict, params, inputs, config.eval_batch_size, mesh,
+                               lengths=lengths)
+  metrics = compute_metrics(spec.metrics, outputs, labels, spec.regression)
   host_params = jax.device_get(params)
   if jax.process_index() == 0:
     export_hf_checkpoint(export_dir, model_cfg, host_params['bert'], host_params['classifier'],

@@ -137,9 +137,10 @@ def test_train_batches_are_a_pure_function_of_step_and_sharded():
 
 def test_eval_batches_pad_with_zero_weight():
   batches = list(eval_batches({'x': np.arange(10)}, 4))
-  assert [b['x'].shape for b in batches] == [(4,)] * 3
-  np.testing.assert_array_equal(batches[-1]['weights'], [1, 1, 0, 0])
-  assert sum(b['weights'].sum() for b in batches) == 10
+  assert [b['x'].shape for _, b in batches] == [(4,)] * 3
+  np.testing.assert_array_equal(batches[-1][1]['weights'], [1, 1, 0, 0])
+  np.testing.assert_array_equal(batches[-1][0], [8, 9, -1, -1])
+  assert sum(b['weights'].sum() for _, b in batches) == 10
 
 
 REVIEWS = [('a good film that I liked a lot', 'pos'), ('a bad film that I hated a lot', 'neg'),

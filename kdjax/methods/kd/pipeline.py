@@ -27,40 +27,43 @@ from kdjax.summary import format_table  # noqa: F401  (this method's table)
 
 def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eval_fn_for):
   """The teacher fine-tuned on the task (a resumable phase), and a function that
-  returns its logits on `train_arrays` from the teacher-output store.
+  returns its logits on a split from the teacher-output store.
 
-  Returns (model, replicated params, jitted predict, outputs: () -> logits [N, C]).
+  Returns (model, replicated params, jitted predict, outputs_on), where
+  `outputs_on(arrays, fingerprint) -> logits [N, C]` computes them once per
+  split (keyed by its `fingerprint`) and reads them from the store after that.
   """
-  config, mesh = run.config, run.mesh
+  config, mesh, lengths = run.config, run.mesh, run.lengths
+  # What the teacher's training and outputs depend on besides the data.
+  shape = (config.data.max_length, lengths, *teachers.dtype_parts(config))
   # With teacher.store_dir, runs that share it (and the teacher config, data and
   # teacher.seed) share the fine-tuned teacher and its outputs.
-  store = config.teacher.store_dir
-  seed = config.teacher.seed
   root = run.workdir
-  if store:
-    root = os.path.join(store, spec.name, 'teacher-' + teachers.config_key(
-        teachers.settings(config.teacher), data_key, config.data.max_length, *teachers.dtype_parts(config)))
-  ckpt = run.teacher.checkpoint
-  t_model, t_params = teachers.build_teacher(ckpt, spec, seed)
+  if config.teacher.store_dir:
+    root = os.path.join(config.teacher.store_dir, spec.name, 'teacher-' + teachers.config_key(
+        teachers.settings(config.teacher), data_key, *shape))
+  t_model, t_params = teachers.build_teacher(run.teacher.checkpoint, spec, config.teacher.seed)
   t_predict = jit_predict(t_model, mesh)
   if config.teacher.epochs > 0:
     start = classifier_start(t_model, t_params, train_arrays, spec, config.teacher, mesh,
-                             name='teacher')
+                             name='teacher', lengths=lengths)
     t_params = train_classifier(run, 'teacher', start, train_arrays, config.teacher,
-                                eval_fn_for(t_predict), phase_id=seeds.TEACHER, seed=seed,
+                                eval_fn_for(t_predict), phase_id=seeds.TEACHER,
+                                seed=config.teacher.seed, lengths=lengths,
                                 best_metric=best_metric(config.teacher, spec),
                                 checkpoint_dir=os.path.join(root, 'checkpoints', 'teacher'))
   t_params = parallel.replicate(t_params, mesh)
-  key = teachers.config_key(teachers.params_digest(t_params), data_key,
-                            config.data.max_length, *teachers.dtype_parts(config))
+  weights = teachers.params_digest(t_params)
 
-  def outputs():
+  def outputs_on(arrays: dict, fingerprint: str) -> np.ndarray:
+    key = teachers.config_key(weights, fingerprint, *shape)
     return teachers.stored_outputs(
         os.path.join(root, 'cache'), 'teacher_outputs', key,
-        lambda: {'train': loop.predict_all(t_predict, t_params, model_inputs(train_arrays),
-                                           config.eval_batch_size, mesh,
-                                           desc='teacher outputs')})['train']
-  return t_model, t_params, t_predict, outputs
+        lambda: {'logits': loop.predict_all(t_predict, t_params, model_inputs(arrays),
+                                            config.eval_batch_size, mesh,
+                                            desc='teacher outputs', lengths=lengths)}
+    )['logits']
+  return t_model, t_params, t_predict, outputs_on
 
 
 def run(config, workdir: str) -> dict:
@@ -79,10 +82,10 @@ def run(config, workdir: str) -> dict:
   def eval_fn_for(predict):
     return lambda params: loop.evaluate(predict, params, model_inputs(encoded[dev_split]),
                                         encoded[dev_split]['labels'], spec,
-                                        config.eval_batch_size, mesh)
+                                        config.eval_batch_size, mesh, r.lengths)
 
   # 1. Teacher.
-  t_model, t_params, t_predict, teacher_outputs = task_teacher(
+  t_model, t_params, t_predict, teacher_outputs_on = task_teacher(
       r, spec, encoded['train'], fingerprint(splits['train']), eval_fn_for)
 
   # 2. The teacher's outputs over the training set (computed once) while, on
@@ -98,15 +101,16 @@ def run(config, workdir: str) -> dict:
     return model, classifier_start(
         model, params, train_columns, spec, config.distill, mesh, name='student',
         alpha=config.distill.alpha, temperature=config.distill.temperature,
-        compile_ahead=True)
-  (s_model, s_start), teacher_logits = loop.overlapped(student_start, teacher_outputs)
+        compile_ahead=True, lengths=r.lengths)
+  (s_model, s_start), teacher_logits = loop.overlapped(
+      student_start, lambda: teacher_outputs_on(encoded['train'], fingerprint(splits['train'])))
 
   # 3. Student.
   s_predict = jit_predict(s_model, mesh)
   s_params = train_classifier(
       r, 'student', s_start, {**encoded['train'], 'teacher_logits': teacher_logits},
       config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed,
-      best_metric=best_metric(config.distill, spec))
+      best_metric=best_metric(config.distill, spec), lengths=r.lengths)
 
   # 4. Report.
   # Which split each figure measures: dev metrics in metrics.jsonl come from
@@ -115,13 +119,16 @@ def run(config, workdir: str) -> dict:
   result = {'task': spec.name, 'eval_split': final_split, 'dev_split': dev_split,
             'split_origins': {k: v.origin for k, v in splits.items()},
             'data_sizes': {k: len(v) for k, v in splits.items()}}
-  for role, model_cfg, model_params, predict in (
-      ('teacher', ckpt.config, t_params, t_predict),
-      ('student', s_config, s_params, s_predict)):
+  final = encoded[final_split]
+  for role, model_cfg, model_params, predict, outputs in (
+      # The teacher's outputs on the final split come from the store: a rerun,
+      # or another student of the same teacher, does not evaluate it again.
+      ('teacher', ckpt.config, t_params, t_predict,
+       teacher_outputs_on(final, fingerprint(splits[final_split]))),
+      ('student', s_config, s_params, s_predict, None)):
     result[role] = summary.describe_model(
-        model_cfg, model_params, predict, model_inputs(encoded[final_split]),
-        encoded[final_split]['labels'], spec, r.path('export', role), r.teacher.dir,
-        config, mesh)
+        model_cfg, model_params, predict, model_inputs(final), final['labels'], spec,
+        r.path('export', role), r.teacher.dir, config, mesh, r.lengths, outputs)
     log.write(f'{role}_final', 0,
               {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
   result['comparison'] = summary.compare(result['teacher'], result['student'],

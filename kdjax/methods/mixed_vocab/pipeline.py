@@ -238,12 +238,12 @@ def run(config, workdir: str) -> dict:
   def eval_fn_for(encoded):
     return lambda predict: (lambda params: loop.evaluate(
         predict, params, model_inputs(encoded[dev_split]), encoded[dev_split]['labels'], spec,
-        config.eval_batch_size, mesh))
+        config.eval_batch_size, mesh, r.lengths))
 
   # The task teacher (its own vocabulary): metrics to compare with, and KD targets.
-  _, t_params, t_predict, teacher_outputs = task_teacher(
+  _, t_params, t_predict, teacher_outputs_on = task_teacher(
       r, spec, encoded_t['train'], sources.fingerprint(splits['train']), eval_fn_for(encoded_t))
-  teacher_logits = teacher_outputs()
+  teacher_logits = teacher_outputs_on(encoded_t['train'], sources.fingerprint(splits['train']))
 
   s_model = BertClassifier(s_config, spec.num_outputs)
   s_params = jax.tree.map(np.asarray, init_params(s_model, jax.random.PRNGKey(config.seed)))
@@ -255,22 +255,25 @@ def run(config, workdir: str) -> dict:
     arrays['teacher_logits'] = teacher_logits
   start = classifier_start(s_model, s_params, arrays, spec, config.distill, mesh,
                            name='student', alpha=config.distill.alpha,
-                           temperature=config.distill.temperature)
+                           temperature=config.distill.temperature, lengths=r.lengths)
   s_params = train_classifier(r, 'student', start, arrays, config.distill,
                               eval_fn_for(encoded_s)(s_predict), phase_id=seeds.MIXED_STAGE3,
-                              seed=config.seed, best_metric=best_metric(config.distill, spec))
+                              seed=config.seed, best_metric=best_metric(config.distill, spec),
+                              lengths=r.lengths)
 
   result = {'method': 'mixed_vocab', 'task': spec.name, 'eval_split': final_split,
             'pretrained': bool(config.mixed.pretrain), 'task_kd': config.distill.alpha < 1.0,
             'data_sizes': {k: len(v) for k, v in splits.items()},
             'corpus_texts': len(corpus), 'student_vocab': len(tok_s)}
-  for role, model_cfg, params, predict, encoded, tokenizer_dir in (
-      ('teacher', ckpt.config, t_params, t_predict, encoded_t, r.teacher.dir),
-      ('student', s_config, s_params, s_predict, encoded_s, vocab_dir)):
+  final_t = encoded_t[final_split]
+  for role, model_cfg, params, predict, encoded, tokenizer_dir, outputs in (
+      ('teacher', ckpt.config, t_params, t_predict, encoded_t, r.teacher.dir,
+       teacher_outputs_on(final_t, sources.fingerprint(splits[final_split]))),
+      ('student', s_config, s_params, s_predict, encoded_s, vocab_dir, None)):
     result[role] = summary.describe_model(
         model_cfg, params, predict, model_inputs(encoded[final_split]),
         encoded[final_split]['labels'], spec, r.path('export', role), tokenizer_dir, config,
-        mesh)
+        mesh, r.lengths, outputs)
     log.write(f'{role}_final', 0,
               {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
   # The same student in half precision: the smaller on-disk form.

@@ -20,16 +20,17 @@ import dataclasses
 import functools
 import json
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kdjax import atomic, loop, parallel, plots, scaffold, seeds, students, teachers
-from kdjax.classifier import best_metric, classifier_start, train_classifier
+from kdjax import atomic, loop, parallel, plots, scaffold, seeds, students, summary, teachers
+from kdjax.classifier import best_metric, classifier_start, total_steps, train_classifier
 from kdjax.data import sources
-from kdjax.data.batching import TrainBatches
+from kdjax.data.batching import TrainBatches, train_batches
 from kdjax.data.tasks import Examples
 from kdjax.data.tokenize import encode, model_inputs
 from kdjax.errors import KdjaxError
@@ -37,8 +38,7 @@ from kdjax.methods.rl_kd import pieces
 from kdjax.metrics import compute_metrics
 from kdjax.models.bert import count_params
 from kdjax.models.hf import HFCheckpoint, export_hf_checkpoint
-from kdjax.steps import (Schedule, Start, init_state, jit_predict, jit_train_step,
-                         make_optimizer, steps_for)
+from kdjax.steps import Schedule, Start, init_state, jit_predict, jit_train_step, make_optimizer
 
 WEIGHTINGS = ('policy', 'equal', 'single')
 _POLICY_PHASES = ('policy_pretrain', 'joint')
@@ -103,7 +103,7 @@ def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir
                      dev_split: str) -> dict[str, np.ndarray]:
   """Trains (or reuses) the teachers (evaluated on `dev_split` while they
   train); returns their logits per split of `encoded`, each [K, N, C]."""
-  config, mesh = run.config, run.mesh
+  config, mesh, lengths = run.config, run.mesh, run.lengths
 
   def compute():
     outputs = {split: [] for split in encoded}
@@ -115,18 +115,19 @@ def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir
         name = f'teacher_{t["name"]}'
         eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[dev_split]),
                                           encoded[dev_split]['labels'], spec,
-                                          config.eval_batch_size, mesh)
+                                          config.eval_batch_size, mesh, lengths)
         start = classifier_start(model, params, encoded['train'], spec, config.teacher, mesh,
-                                 name=name, epochs=t['epochs'])
+                                 name=name, epochs=t['epochs'], lengths=lengths)
         params = train_classifier(run, name, start, encoded['train'], config.teacher, eval_fn,
                                   phase_id=seeds.rl_teacher(k), seed=t['seed'],
                                   best_metric=best_metric(config.teacher, spec),
-                                  epochs=t['epochs'],
+                                  epochs=t['epochs'], lengths=lengths,
                                   checkpoint_dir=os.path.join(store_dir, f"{t['name']}-{key}"))
       for split, arrays in encoded.items():
         outputs[split].append(loop.predict_all(predict, params, model_inputs(arrays),
                                                config.eval_batch_size, mesh,
-                                               desc=f'{t["name"]} outputs on {split}'))
+                                               desc=f'{t["name"]} outputs on {split}',
+                                               lengths=lengths))
     return {split: np.stack(v) for split, v in outputs.items()}
   return teachers.stored_outputs(store_dir, 'teachers', key, compute)
 
@@ -137,7 +138,7 @@ def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir
 class StageBatches:
   """Training batches of one stage: the student's order continues across
   stages (`offset`); R3 stages add a held-out batch under `heldout_*` keys."""
-  train: TrainBatches
+  train: Any                      # TrainBatches or BucketedBatches
   offset: int = 0
   heldout: TrainBatches | None = None
 
@@ -184,9 +185,8 @@ def train_student(run: scaffold.Run, model, params, spec, arrays: dict, heldout:
   d, rl = config.distill, config.rl
   num_teachers = arrays['teacher_logits'].shape[1]
   parallel.check_batch_size(d.batch_size, mesh, 'distill batch_size')
-  order = TrainBatches(arrays, d.batch_size, seed=config.seed + seeds.STUDENT,
-                       process_index=jax.process_index(), process_count=jax.process_count())
-  total = steps_for(order.num_examples, d.batch_size, d.epochs)
+  order = train_batches(arrays, d.batch_size, config.seed + seeds.STUDENT, run.lengths)
+  total = total_steps(arrays, d, lengths=run.lengths)
   tx = make_optimizer(Schedule(d.learning_rate, total, int(d.warmup_fraction * total),
                                d.weight_decay))
   state = init_state(params, tx)
@@ -370,7 +370,8 @@ def run(config, workdir: str) -> dict:
 
   def eval_fn_on(split):
     return lambda p: loop.evaluate(predict, p, model_inputs(encoded[split]),
-                                   encoded[split]['labels'], spec, config.eval_batch_size, mesh)
+                                   encoded[split]['labels'], spec, config.eval_batch_size, mesh,
+                                   r.lengths)
   arrays = {**encoded['train'], 'teacher_logits': np.transpose(outputs['train'], (1, 0, 2))}
   state = train_student(r, model, params, spec, arrays, heldout, eval_fn_on(dev_split))
   metrics = eval_fn_on(eval_split)(state['params'])
