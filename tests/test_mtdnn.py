@@ -28,7 +28,59 @@ def test_ensemble_soft_targets_average_probabilities_and_scores():
   np.testing.assert_allclose(scores, [[2.0], [3.0]])
 
 
+def test_a_temperature_softens_every_member_before_averaging():
+  a = np.array([[2.0, 0.0, -1.0]])
+  b = np.array([[-1.0, 3.0, 0.0]])
+  soft = ensemble.ensemble_soft_targets([a, b], regression=False, temperature=2.0)
+  # By hand: softmax(a / 2) = e^(1, 0, -0.5) / sum, and likewise for b.
+  pa = np.exp([1.0, 0.0, -0.5]) / np.exp([1.0, 0.0, -0.5]).sum()
+  pb = np.exp([-0.5, 1.5, 0.0]) / np.exp([-0.5, 1.5, 0.0]).sum()
+  np.testing.assert_allclose(soft, [(pa + pb) / 2], rtol=1e-6)
+  assert not np.allclose(soft, ensemble.ensemble_soft_targets([a, b], regression=False))
+  scores = [np.array([[1.0]]), np.array([[3.0]])]  # a score is not softened
+  np.testing.assert_allclose(ensemble.ensemble_soft_targets(scores, True, temperature=2.0),
+                             [[2.0]])
+
+
 TABLE = ensemble.TaskTable(num_classes=(3, 2, 1), regression=(False, False, True))
+
+
+def test_multitask_loss_softens_the_student_by_the_same_temperature():
+  logits = jnp.array([[1.0, 0.0, -1.0]])
+  soft = jnp.array([[0.2, 0.3, 0.5]])
+  got = ensemble.multitask_loss(logits, jnp.array([2.0]), soft, jnp.ones(1), jnp.array([0]),
+                                TABLE, alpha=0.25, temperature=2.0)
+  hard = -np.log(softmax(np.array([1.0, 0.0, -1.0])))[2]
+  soft_lp = np.log(softmax(np.array([0.5, 0.0, -0.5])))  # student logits / 2
+  expected = 0.25 * hard + 0.75 * 4.0 * -(0.2 * soft_lp[0] + 0.3 * soft_lp[1] + 0.5 * soft_lp[2])
+  np.testing.assert_allclose(got, [expected], rtol=1e-5)
+
+
+def test_soft_targets_reach_the_student_where_a_task_has_teachers():
+  """The student's arrays carry the ensemble's softened targets and has_soft = 1
+  for tasks with teachers, zeros for the others; and the loss then moves with
+  the targets (and does not where has_soft is 0)."""
+  from kdjax.methods.mtdnn_kd import pipeline
+  from kdjax.data.tasks import get_task
+  rng = np.random.default_rng(0)
+  tasks = {name: pipeline.TaskData(get_task(name), {'labels': np.zeros(4, np.float32),
+                                                    'input_ids': np.zeros((4, 8), np.int32)},
+                                   {}, '') for name in ('rte', 'stsb', 'qnli')}
+  members = {'rte': rng.normal(size=(3, 4, 2)), 'stsb': rng.normal(size=(3, 4, 1))}
+  arrays = pipeline.student_arrays(
+      tasks, {k: {'member_train': v} for k, v in members.items()}, 3, temperature=2.0)
+  np.testing.assert_array_equal([a['has_soft'].min() for a in arrays], [1, 1, 0])
+  np.testing.assert_allclose(arrays[0]['soft_targets'][:, :2],
+                             ensemble.ensemble_soft_targets(members['rte'], False, 2.0),
+                             rtol=1e-6)
+  np.testing.assert_allclose(arrays[1]['soft_targets'][:, 0], members['stsb'].mean(0)[:, 0],
+                             rtol=1e-6)
+  assert (arrays[2]['soft_targets'] == 0).all()
+  logits, labels, tasks_ids = jnp.array([[0.3, -0.2, 0.0]]), jnp.array([1.0]), jnp.array([1])
+  loss = lambda q, has: ensemble.multitask_loss(logits, labels, jnp.array([q]), jnp.array([has]),
+                                                tasks_ids, TABLE, alpha=0.5, temperature=1.0)
+  assert loss([0.9, 0.1, 0.0], 1.0) != loss([0.1, 0.9, 0.0], 1.0)
+  assert loss([0.9, 0.1, 0.0], 0.0) == loss([0.1, 0.9, 0.0], 0.0)
 
 
 def test_multitask_loss_against_hand_computed_values():
@@ -134,14 +186,26 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
   config.teacher.store_dir = str(tmp_path / 'teachers')
   config.student.hidden_size, config.student.num_heads = 16, 2
   config.student.intermediate_size, config.student.num_layers = 32, 1
-  kd = mtdnn.run(config, str(tmp_path / 'kd'))
+  has_soft = []  # what the student's arrays carry, per run
+  original = mtdnn.student_arrays
+
+  def recording(*args, **kwargs):
+    arrays = original(*args, **kwargs)
+    has_soft.append([float(a['has_soft'].sum()) for a in arrays])
+    return arrays
+  mtdnn.student_arrays = recording
+  try:
+    kd = mtdnn.run(config, str(tmp_path / 'kd'))
+    config.distill.alpha = 1.0  # gold labels only
+    no_kd = mtdnn.run(config, str(tmp_path / 'nokd'))
+  finally:
+    mtdnn.student_arrays = original
+  assert all(n > 0 for n in has_soft[0]) and has_soft[1] == [0.0, 0.0, 0.0]
   assert set(kd['tasks']) == {'rte', 'stsb', 'qnli'}
   for task in kd['tasks'].values():
     assert len(task['teachers']) == 3 and 'ensemble' in task
   stored = sorted(os.listdir(tmp_path / 'teachers' / 'rte'))
   assert [f for f in stored if f.endswith('.npz')], stored
-  config.distill.alpha = 1.0  # gold labels only
-  no_kd = mtdnn.run(config, str(tmp_path / 'nokd'))
   assert 'teachers' not in no_kd['tasks']['rte']
   assert np.isfinite(no_kd['student_glue_average'])
   # A second KD run reuses the stored soft targets: no teacher is trained again.

@@ -16,11 +16,16 @@ from kdjax.losses import hard_cross_entropy, soft_cross_entropy
 from kdjax.steps import make_step, training_forward
 
 
-def ensemble_soft_targets(teacher_outputs: list[np.ndarray], regression: bool) -> np.ndarray:
-  """Averages K teachers: class probabilities [N, C] (from logits) or scores [N, 1]."""
+def ensemble_soft_targets(teacher_outputs, regression: bool,
+                          temperature: float = 1.0) -> np.ndarray:
+  """Averages K teachers' outputs [K, N, C] (a list or a stacked array): the mean
+  of the members' softened probabilities softmax(z_k / τ) [N, C], as Hinton KD
+  softens one teacher's (τ = 1: the plain average), or of their scores [N, 1]
+  for regression (τ does not apply to a score)."""
   stacked = np.stack([np.asarray(o, np.float64) for o in teacher_outputs])  # [K, N, C]
   if regression:
     return stacked.mean(0).astype(np.float32)
+  stacked = stacked / temperature
   shifted = stacked - stacked.max(-1, keepdims=True)
   probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
   return probs.mean(0).astype(np.float32)

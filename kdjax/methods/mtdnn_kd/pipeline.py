@@ -77,7 +77,9 @@ def _class_labels(arrays, spec):
 def prepare_teachers(run: scaffold.Run, tasks: dict[str, TaskData], store_dir: str
                      ) -> dict[str, dict]:
   """Trains (or reuses) each task's teacher ensemble; returns per task
-  `soft_train` [N, C], `member_dev` [K, N, C] and `ensemble_dev` [N, C]."""
+  `member_train` [K, N, C] (the members' logits or scores, which soften into
+  soft targets at the student's temperature), `member_dev` [K, N, C] and
+  `ensemble_dev` [N, C]."""
   config = run.config
   wanted = tuple(config.teacher.tasks) or tuple(tasks)
   result = {}
@@ -123,8 +125,7 @@ def _train_ensemble(run: scaffold.Run, task: TaskData, task_index: int, members_
                                           desc=f'{spec.name} teacher {k} outputs'))
     dev_outputs.append(loop.predict_all(predict, params, model_inputs(task.dev),
                                         config.eval_batch_size, mesh))
-  return {'soft_train': pieces.ensemble_soft_targets(train_outputs, spec.regression),
-          'member_dev': np.stack(dev_outputs),
+  return {'member_train': np.stack(train_outputs), 'member_dev': np.stack(dev_outputs),
           'ensemble_dev': pieces.ensemble_soft_targets(dev_outputs, spec.regression)}
 
 
@@ -150,15 +151,17 @@ def predict_multitask(params, batch, *, model):
 
 
 def student_arrays(tasks: dict[str, TaskData], ensembles: dict[str, dict] | None,
-                   width: int) -> tuple[dict[str, np.ndarray], ...]:
-  """Per task: training inputs, labels, padded soft targets and has_soft flags."""
+                   width: int, temperature: float) -> tuple[dict[str, np.ndarray], ...]:
+  """Per task: training inputs, labels, soft targets (the members' probabilities
+  softened by `temperature` and averaged, padded to `width`) and has_soft flags."""
   out = []
   for name, task in tasks.items():
     n = len(task.train['labels'])
     soft = np.zeros((n, width), np.float32)
     has_soft = np.zeros(n, np.float32)
     if ensembles is not None and name in ensembles:
-      targets = ensembles[name]['soft_train']
+      targets = pieces.ensemble_soft_targets(ensembles[name]['member_train'],
+                                             task.spec.regression, temperature)
       soft[:, :targets.shape[1]] = targets
       has_soft[:] = 1.0
     out.append({**task.train, 'soft_targets': soft, 'has_soft': has_soft})
@@ -191,7 +194,7 @@ def train_student(run: scaffold.Run, tasks: dict[str, TaskData],
   params['bert'] = students.initialise_encoder(params['bert'], s_config, config.student.init,
                                                ckpt.config, ckpt.encoder_params,
                                                config.student.teacher_layers)
-  arrays = student_arrays(tasks, ensembles, table.width)
+  arrays = student_arrays(tasks, ensembles, table.width, config.distill.temperature)
   d = config.distill
   try:
     total = max(1, int(round(d.epochs * sum(len(a['labels']) // d.batch_size
