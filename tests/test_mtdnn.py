@@ -148,6 +148,31 @@ def test_multitask_batches_one_task_each_and_cover_every_task_epoch():
   assert sorted(seen[1][:32]) == list(range(32))
 
 
+def test_bucketed_multitask_batches_cover_each_task_once_per_pass():
+  rng = np.random.default_rng(0)
+  arrays = []
+  for t, n in enumerate([13, 30]):
+    tokens = rng.integers(2, 17, n)
+    mask = (np.arange(16)[None] < tokens[:, None]).astype(np.int32)
+    arrays.append({'input_ids': mask * 0 + np.arange(n)[:, None] + 100 * t,
+                   'token_type_ids': 0 * mask, 'attention_mask': mask,
+                   'labels': np.zeros(n, np.float32)})
+  schedule = ensemble.task_schedule([13, 30], 4, 40, seed=1)
+  batches = ensemble.MultiTaskBatches(tuple(arrays), schedule, 4, seed=1, lengths=(4, 8, 16))
+  seen = {0: [], 1: []}
+  for step in range(40):
+    b = batches.batch_at(step)
+    task = int(b['task_ids'][0])
+    assert task == schedule[step] and b['input_ids'].shape[1] in (4, 8, 16)
+    real = b['weights'] > 0
+    assert (arrays[task]['attention_mask'][b['input_ids'][real, 0] - 100 * task].sum(1)
+            <= b['input_ids'].shape[1]).all()  # no row is cut
+    seen[task].extend(b['input_ids'][real, 0] - 100 * task)
+  # A pass is ceil(n / 4) batches and holds every row once (the last batch padded).
+  assert batches.steps_per_epoch(0) == 4 and sorted(seen[0][:13]) == list(range(13))
+  assert batches.steps_per_epoch(1) == 8 and sorted(seen[1][:30]) == list(range(30))
+
+
 def test_glue_scores_follow_the_leaderboard():
   per_task = {'cola': {'mcc': 0.5, 'accuracy': 0.9}, 'mrpc': {'accuracy': 0.8, 'f1': 0.9},
               'stsb': {'pearson': 0.7, 'spearman': 0.9}, 'rte': {'accuracy': 0.6}}

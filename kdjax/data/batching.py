@@ -104,7 +104,7 @@ class BucketedBatches:
   """
   arrays: dict[str, np.ndarray]   # every array has N rows; token columns [N, max_length]
   global_batch_size: int
-  seed: int
+  seed: int | tuple[int, ...]     # a tuple: several seeds (a run's and a task's)
   lengths: tuple[int, ...]        # bucket_lengths(...)
   process_index: int = 0
   process_count: int = 1
@@ -127,7 +127,7 @@ class BucketedBatches:
   def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
     """[(bucket length, global rows [B] with -1 for padding)] of epoch `epoch`."""
     if epoch not in self._cached:
-      rng = np.random.default_rng([self.seed, epoch])
+      rng = np.random.default_rng([*np.atleast_1d(self.seed), epoch])
       size, plan, carry = self.global_batch_size, [], np.zeros(0, np.int64)
       for length, members in zip(self.lengths, self._members):
         rows = np.concatenate([carry, rng.permutation(members)])

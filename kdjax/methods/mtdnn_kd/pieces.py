@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdjax.data.batching import BucketedBatches
 from kdjax.losses import hard_cross_entropy, soft_cross_entropy
 from kdjax.steps import make_step, training_forward
 
@@ -99,7 +100,8 @@ def task_schedule(task_sizes: list[int], batch_size: int, total_steps: int,
 
 @dataclasses.dataclass(frozen=True)
 class MultiTaskBatches:
-  """One task per batch; each task walks its own seeded epoch permutations.
+  """One task per batch; each task walks its own seeded epoch permutations,
+  with length buckets (`lengths`) one bucket per batch, as `BucketedBatches`.
 
   `arrays[t]` holds task t's rows; every task's arrays share keys and widths.
   """
@@ -109,8 +111,14 @@ class MultiTaskBatches:
   seed: int
   process_index: int = 0
   process_count: int = 1
+  lengths: tuple[int, ...] = ()
 
   def __post_init__(self):
+    if self.lengths:
+      object.__setattr__(self, '_bucketed', tuple(
+          BucketedBatches(a, self.global_batch_size, (self.seed, t), self.lengths,
+                          self.process_index, self.process_count)
+          for t, a in enumerate(self.arrays)))
     # nth[s]: how many batches of step s's task came before it (its position in
     # that task's stream), computed once so each step is O(1) on the host.
     nth = np.zeros(len(self.schedule), np.int64)
@@ -130,9 +138,18 @@ class MultiTaskBatches:
     local = self.global_batch_size // self.process_count
     return task, rows[self.process_index * local:(self.process_index + 1) * local]
 
+  def steps_per_epoch(self, task: int) -> int:
+    """Batches of task `task` in one pass over its rows."""
+    n = len(self.arrays[task]['input_ids'])
+    return -(-n // self.global_batch_size) if self.lengths else n // self.global_batch_size
+
   def batch_at(self, step: int) -> dict[str, np.ndarray]:
-    task, rows = self.indices_at(step)
-    batch = {k: v[rows] for k, v in self.arrays[task].items()}
-    batch['task_ids'] = np.full(len(rows), task, np.int32)
-    batch['weights'] = np.ones(len(rows), np.float32)
+    if self.lengths:
+      task = int(self.schedule[step])
+      batch = self._bucketed[task].batch_at(int(self._nth[step]))
+    else:
+      task, rows = self.indices_at(step)
+      batch = {k: v[rows] for k, v in self.arrays[task].items()}
+      batch['weights'] = np.ones(len(rows), np.float32)
+    batch['task_ids'] = np.full(len(batch['weights']), task, np.int32)
     return batch

@@ -87,8 +87,9 @@ def prepare_teachers(run: scaffold.Run, tasks: dict[str, TaskData], store_dir: s
     if name not in tasks:
       raise KdjaxError(f'teacher.tasks names {name!r}, which is not in data.tasks')
     task = tasks[name]
-    key = teachers.config_key(teachers.settings(config.teacher), run.teacher.dir, task.fingerprint,
-                              config.data.max_length, *teachers.dtype_parts(config))
+    key = teachers.config_key(teachers.settings(config.teacher), run.teacher.dir,
+                              task.fingerprint, config.data.max_length, run.lengths,
+                              *teachers.dtype_parts(config))
     task_dir = os.path.join(store_dir, name)
     result[name] = teachers.stored_outputs(
         task_dir, 'ensemble', key,
@@ -100,7 +101,7 @@ def _train_ensemble(run: scaffold.Run, task: TaskData, task_index: int, members_
                     ) -> dict[str, np.ndarray]:
   """Fine-tunes the members of one task's ensemble (each a resumable phase under
   `members_dir`) and returns the ensemble's soft targets and dev outputs."""
-  config, mesh, spec = run.config, run.mesh, task.spec
+  config, mesh, spec, lengths = run.config, run.mesh, task.spec, run.lengths
   ckpt = run.teacher.checkpoint
   train_arrays = {**task.train, 'labels': _class_labels(task.train, spec)}
   dev_labels = _class_labels(task.dev, spec)
@@ -112,19 +113,21 @@ def _train_ensemble(run: scaffold.Run, task: TaskData, task_index: int, members_
                                            spec, config.teacher.seed + 100 * k)
     predict = jit_predict(model, mesh)
     eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(task.dev), dev_labels, spec,
-                                      config.eval_batch_size, mesh)
+                                      config.eval_batch_size, mesh, lengths)
     name = f'teacher_{spec.name}_{k}'
-    start = classifier_start(model, params, train_arrays, spec, config.teacher, mesh, name=name)
+    start = classifier_start(model, params, train_arrays, spec, config.teacher, mesh, name=name,
+                             lengths=lengths)
     params = train_classifier(run, name, start, train_arrays, config.teacher, eval_fn,
                               phase_id=seeds.ensemble_member(task_index, k),
                               seed=config.teacher.seed,
-                              best_metric=best_metric(config.teacher, spec),
+                              best_metric=best_metric(config.teacher, spec), lengths=lengths,
                               checkpoint_dir=os.path.join(members_dir, f'member_{k}'))
     train_outputs.append(loop.predict_all(predict, params, model_inputs(task.train),
                                           config.eval_batch_size, mesh,
-                                          desc=f'{spec.name} teacher {k} outputs'))
+                                          desc=f'{spec.name} teacher {k} outputs',
+                                          lengths=lengths))
     dev_outputs.append(loop.predict_all(predict, params, model_inputs(task.dev),
-                                        config.eval_batch_size, mesh))
+                                        config.eval_batch_size, mesh, lengths=lengths))
   return {'member_train': np.stack(train_outputs), 'member_dev': np.stack(dev_outputs),
           'ensemble_dev': pieces.ensemble_soft_targets(dev_outputs, spec.regression)}
 
@@ -168,12 +171,13 @@ def student_arrays(tasks: dict[str, TaskData], ensembles: dict[str, dict] | None
   return tuple(out)
 
 
-def evaluate_tasks(predict, params, tasks: dict[str, TaskData], batch_size, mesh) -> dict:
+def evaluate_tasks(predict, params, tasks: dict[str, TaskData], batch_size, mesh,
+                   lengths: tuple[int, ...] = ()) -> dict:
   result = {}
   for t, (name, task) in enumerate(tasks.items()):
     arrays = {**model_inputs(task.dev), 'task_ids': np.full(len(task.dev['labels']), t,
                                                             np.int32)}
-    outputs = loop.predict_all(predict, params, arrays, batch_size, mesh)
+    outputs = loop.predict_all(predict, params, arrays, batch_size, mesh, lengths=lengths)
     spec = task.spec
     result[name] = compute_metrics(spec.metrics, outputs[:, :spec.num_outputs],
                                    _class_labels(task.dev, spec), spec.regression)
@@ -195,20 +199,21 @@ def train_student(run: scaffold.Run, tasks: dict[str, TaskData],
                                                ckpt.config, ckpt.encoder_params,
                                                config.student.teacher_layers)
   arrays = student_arrays(tasks, ensembles, table.width, config.distill.temperature)
-  d = config.distill
+  d, lengths = config.distill, run.lengths
+  # Batches per pass over a task: whole ones, or with buckets every row once.
+  per_pass = (lambda n: -(-n // d.batch_size)) if lengths else (lambda n: n // d.batch_size)
   try:
-    total = max(1, int(round(d.epochs * sum(len(a['labels']) // d.batch_size
-                                            for a in arrays))))
+    total = max(1, int(round(d.epochs * sum(per_pass(len(a['labels'])) for a in arrays))))
     schedule = pieces.task_schedule([len(a['labels']) for a in arrays], d.batch_size, total,
                                     config.seed)
   except ValueError as e:
     raise KdjaxError(f'{e}; lower distill.batch_size') from None
   batches = pieces.MultiTaskBatches(arrays, schedule, d.batch_size, config.seed,
-                                    jax.process_index(), jax.process_count())
+                                    jax.process_index(), jax.process_count(), lengths)
   predict = jit_predict(model, mesh, predict_multitask)
 
   def eval_fn(p):
-    per_task = evaluate_tasks(predict, p, tasks, config.eval_batch_size, mesh)
+    per_task = evaluate_tasks(predict, p, tasks, config.eval_batch_size, mesh, lengths)
     flat = {f'{t}_{m}': v for t, ms in per_task.items() for m, v in ms.items()}
     flat['glue_average'] = glue_average(per_task)
     return flat
@@ -219,7 +224,7 @@ def train_student(run: scaffold.Run, tasks: dict[str, TaskData],
   start = start_phase(params, step, phase_optimizer(d, total), mesh)
   state = run.train('student', start, batches, total, eval_fn, phase_id=seeds.STUDENT,
                     seed=config.seed, best_metric='glue_average' if d.keep_best else None)
-  return evaluate_tasks(predict, state['params'], tasks, config.eval_batch_size, mesh)
+  return evaluate_tasks(predict, state['params'], tasks, config.eval_batch_size, mesh, lengths)
 
 
 # ------------------------------------------------------------------ run
