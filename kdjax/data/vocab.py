@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from kdjax import atomic
+from kdjax.data import wordpiece
 from kdjax.errors import KdjaxError
 
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -23,20 +24,19 @@ SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str,
                     lowercase: bool = True, min_frequency: int = 2) -> str:
-  """Trains a WordPiece vocabulary of at most `vocab_size` tokens; returns `out_dir`.
+  """Learns a WordPiece vocabulary of at most `vocab_size` tokens (the same one
+  for the same texts, `kdjax.data.wordpiece`); returns `out_dir`.
 
   Written atomically: `out_dir` appears complete or not at all.
   """
-  from tokenizers import BertWordPieceTokenizer
   if vocab_size < len(SPECIAL_TOKENS) + 100:
     raise KdjaxError(f'student vocabulary size {vocab_size} is too small (at least 105)')
-  tokenizer = BertWordPieceTokenizer(lowercase=lowercase)
-  tokenizer.train_from_iterator(iter(texts), vocab_size=vocab_size,
-                                min_frequency=min_frequency, show_progress=False,
-                                special_tokens=list(SPECIAL_TOKENS))
+  tokens = wordpiece.learn_vocabulary(wordpiece.words_of(texts, lowercase), vocab_size,
+                                      SPECIAL_TOKENS, min_frequency)
   with atomic.replacing(out_dir) as tmp:
     os.makedirs(tmp)
-    tokenizer.save_model(tmp)
+    with open(os.path.join(tmp, 'vocab.txt'), 'w', encoding='utf-8') as f:
+      f.write(''.join(t + '\n' for t in tokens))
     with open(os.path.join(tmp, 'tokenizer_config.json'), 'w') as f:
       json.dump({'tokenizer_class': 'BertTokenizer', 'do_lower_case': lowercase,
                  'model_max_length': 512}, f, indent=2)
