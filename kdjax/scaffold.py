@@ -18,13 +18,16 @@ from typing import Any, Callable
 import jax
 from jax.sharding import Mesh
 
-from kdjax import atomic, parallel, teachers
+from kdjax import (atomic, compile_cache, config_check, distributed, interrupt, parallel, teachers,
+                   workdir_lock)
 from kdjax.data.batching import bucket_lengths
 from kdjax.errors import KdjaxError
 from kdjax.loop import Cadence, Phase, run_phase
+from kdjax.methods import get_method
 from kdjax.models.hf import HFCheckpoint
 from kdjax.observe import MetricsLog
 from kdjax.steps import Start, State
+from kdjax.summary import hardware
 
 
 def ensure_writable(workdir: str) -> None:
@@ -69,8 +72,6 @@ def _diff_keys(a, b, prefix=''):
 def launch(config, workdir: str) -> tuple[Any, dict]:
   """Checks `config` (a ConfigDict) and `workdir`, prepares the runtime and runs
   the method that `config.method` names; returns (method module, summary)."""
-  from kdjax import compile_cache, config_check, distributed, interrupt, workdir_lock
-  from kdjax.methods import get_method
   config_dict = config.to_dict()
   config_check.check(config_dict)
   distributed.initialize()
@@ -115,7 +116,7 @@ class Run:
     against) and opens the metrics log. Called once the data has loaded, so a
     run refused for bad input leaves no config behind."""
     if jax.process_index() == 0:
-      atomic.write_json(os.path.join(self.workdir, 'config.json'), self.config.to_dict())
+      atomic.write_json(self.path('config.json'), self.config.to_dict())
     self.log = MetricsLog(self.workdir)
     return self.log
 
@@ -143,7 +144,6 @@ class Run:
   def finish(self, result: dict) -> dict:
     """Adds hardware and wall time to `result`, closes the log and writes
     summary.json; returns `result`."""
-    from kdjax.summary import hardware
     result.setdefault('hardware', hardware())
     result['teacher_checkpoint'] = self.teacher.dir
     if self.best:  # the dev evaluations whose params each phase ended with
