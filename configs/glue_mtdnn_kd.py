@@ -14,6 +14,7 @@ import os
 import ml_collections
 
 from kdjax import config_sections as sections
+from kdjax.data.batching import DEFAULT_BUCKETS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -26,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.glue_dir = os.environ.get('KDJAX_GLUE_DIR', '')  # GLUE root
   c.data.tasks = ('cola', 'sst2', 'mrpc', 'stsb', 'qnli', 'rte', 'wnli')  # tasks, head order
   c.data.max_length = 64          # tokens per example at most (longer ones are truncated)
-  c.data.buckets = (8, 16, 24, 32, 48, 64, 96, 128)  # batch lengths; () = all at max_length
+  c.data.buckets = DEFAULT_BUCKETS  # batch lengths; () = all at max_length
   c.data.max_train_examples = 600  # per-task training subsample (0 = all)
   c.data.max_eval_examples = 0    # per-task dev subsample (0 = all)
   c.data.split_seed = 0           # seed of subsamples and dev-only splits

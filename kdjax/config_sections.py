@@ -12,6 +12,8 @@ import os
 
 import ml_collections
 
+from kdjax.data.batching import DEFAULT_BUCKETS
+
 
 def run_keys(c: ml_collections.ConfigDict, *, eval_every: int, checkpoint_every: int,
              log_every: int) -> None:
@@ -50,7 +52,7 @@ def data_section(*, source: str, task: str, max_length: int,
   d.hub_splits = ('train', 'validation', 'test')  # hub/disk: train, dev, test split names ('' or absent: none)
   d.disk_dir = ''                 # source=disk: a directory written by datasets' save_to_disk
   d.max_length = max_length       # tokens per example at most (longer ones are truncated)
-  d.buckets = (8, 16, 24, 32, 48, 64, 96, 128)  # batch lengths; () = all at max_length
+  d.buckets = DEFAULT_BUCKETS      # batch lengths; () = all at max_length
   d.max_train_examples = max_train_examples  # subsample the training set (0 = all)
   d.max_eval_examples = 0         # subsample evaluation splits (0 = all)
   d.split_seed = 0                # seed of splits and subsamples

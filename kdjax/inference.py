@@ -11,11 +11,12 @@ import numpy as np
 from jax.sharding import Mesh
 
 from kdjax import loop, parallel, teachers
-from kdjax.steps import jit_predict
+from kdjax.data.batching import DEFAULT_BUCKETS, bucket_lengths
 from kdjax.data.tasks import Examples
 from kdjax.data.tokenize import encode
 from kdjax.errors import KdjaxError
 from kdjax.models.heads import BertClassifier
+from kdjax.steps import jit_predict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +57,17 @@ def predict(classifier: Classifier, texts_a: list[str], texts_b: list[str] | Non
             batch_size: int, desc: str | None = None) -> np.ndarray:
   """Logits [N, C] (scores [N, 1] for regression) of every text (pair), in order.
 
-  Every batch has the same shape (the last one padded), so the forward pass
-  compiles once; `desc` shows a progress bar on stderr.
+  Batches come in a few fixed lengths (the default length buckets, the last
+  batch of each padded), so the forward pass compiles once per length and
+  short texts are not padded to `max_length`; `desc` shows a progress bar on
+  stderr.
   """
   parallel.check_batch_size(batch_size, classifier.mesh, '--batch-size')
   examples = Examples(texts_a, texts_b, np.zeros(len(texts_a), np.int32))
   arrays = encode(classifier.tokenizer, examples, classifier.max_length)
   return loop.predict_all(classifier.predict, classifier.params, arrays, batch_size,
-                           classifier.mesh, desc=desc)
+                           classifier.mesh, desc=desc,
+                           lengths=bucket_lengths(DEFAULT_BUCKETS, classifier.max_length))
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

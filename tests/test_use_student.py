@@ -43,15 +43,17 @@ def file_run(tmp_path_factory, tiny_teacher_dir):
   workdir = str(root / 'run')
   evaluations, second = [], {}
 
-  def evaluate(predict, params, arrays, labels, spec, batch_size, mesh):
-    outputs = loop.predict_all(predict, params, arrays, batch_size, mesh)
-    evaluations.append((np.asarray(labels), outputs))
+  original = loop.predict_all
+
+  def predict_all(predict, params, arrays, *args, **kwargs):
+    outputs = original(predict, params, arrays, *args, **kwargs)
+    evaluations.append((arrays['input_ids'], outputs))
     if not second:
       second['proc'] = run_cli('--workdir', workdir)
-    return compute_metrics(spec.metrics, outputs, labels, spec.regression)
+    return outputs
 
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(loop, 'evaluate', evaluate)
+    mp.setattr(loop, 'predict_all', predict_all)
     with workdir_lock.hold(workdir):
       summary = kd.run(config, workdir)
   return types.SimpleNamespace(root=root, workdir=workdir, summary=summary,
@@ -59,10 +61,11 @@ def file_run(tmp_path_factory, tiny_teacher_dir):
 
 
 def test_the_test_file_is_evaluated_only_at_the_end(file_run):
-  sizes = [len(labels) for labels, _ in file_run.evaluations]
-  # Dev (10% of each class of train.tsv) during both phases; the test file twice
-  # at the end: the teacher's and the student's final figures.
-  assert sizes[-2:] == [24, 24] and set(sizes[:-2]) == {16}, sizes
+  sizes = [len(inputs) for inputs, _ in file_run.evaluations]
+  # Dev (10% of each class of train.tsv) during both phases, the teacher's
+  # outputs on the 144 training rows; the test file twice at the end: the
+  # teacher's and the student's final figures.
+  assert sizes[-2:] == [24, 24] and set(sizes[:-2]) == {16, 144}, sizes
   s = json.load(open(os.path.join(file_run.workdir, 'summary.json')))
   assert (s['dev_split'], s['eval_split']) == ('dev', 'test')
   assert s['data_sizes'] == {'train': 144, 'dev': 16, 'test': 24}
@@ -85,7 +88,9 @@ def test_a_second_run_on_a_locked_workdir_is_refused(file_run):
   keys = [(l['phase'], l['step'], tuple(sorted(l))) for l in lines]
   assert len(keys) == len(set(keys))
   steps = lambda phase: [l['step'] for l in lines if l['phase'] == phase and 'loss' in l]
-  assert steps('teacher') == list(range(1, 10)) and steps('student') == list(range(1, 9))
+  # 144 training rows: 9 batches of 16 for 1 teacher epoch; ceil(144 / 32) = 5
+  # student batches (length buckets: every row once per epoch) for 2 epochs.
+  assert steps('teacher') == list(range(1, 10)) and steps('student') == list(range(1, 11))
   assert not os.path.exists(os.path.join(file_run.workdir, '.lock'))
 
 
@@ -121,7 +126,8 @@ def test_evaluate_gives_the_runs_own_metrics(file_run, tmp_path):
   assert NOTICE not in proc.stderr
   metrics = json.loads(out.read_text())['metrics']
   assert metrics.keys() == {'accuracy', 'f1', 'mcc'}
-  labels, logits = file_run.evaluations[-1]
+  _, logits = file_run.evaluations[-1]
+  labels = np.array([1, 0] * 12)  # test.tsv: pos, neg, ... (label ids in sorted order)
   ours = compute_metrics(('accuracy', 'f1', 'mcc'), logits, labels, False)
   printed = dict(line.split() for line in proc.stdout.splitlines())
   for name, value in metrics.items():

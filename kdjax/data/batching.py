@@ -71,6 +71,11 @@ class TrainBatches:
     return batch
 
 
+# The default `data.buckets`: fine steps where sentences are (GLUE's are mostly
+# under 32 tokens), coarse ones beyond (experiments/results/padding.md).
+DEFAULT_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128)
+
+
 def bucket_lengths(buckets, max_length: int) -> tuple[int, ...]:
   """The sequence lengths in use: `buckets` capped at `max_length`, and
   `max_length` itself (every example fits the last). () = no buckets."""
