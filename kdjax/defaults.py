@@ -7,7 +7,8 @@
 Fine-tunes the real all-MiniLM-L6-v2 (6 layers x 384, 22.7M params) on BBC
 News topic classification (5 classes), stores its logits, distils them into a
 4-layer x 256 student and prints teacher vs student accuracy, size and speed.
-On 2 CPU cores: 9 to 13 minutes (experiments/results/default_bbc.md); `:quick` under 1 minute.
+On 2 CPU cores: 15 minutes with another job sharing them
+(experiments/results/default_bbc.md); `:quick` about 1 minute.
 """
 import ml_collections
 
