@@ -2,7 +2,6 @@
 student's distillation), shared by every method that trains one."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import flax.linen as nn
@@ -39,10 +38,7 @@ def total_steps(arrays: dict, section, epochs: float | None = None,
   epoch's last batch is partial)."""
   epochs = section.epochs if epochs is None else epochs
   num_examples = next(iter(arrays.values())).shape[0]
-  whole = steps_for(num_examples, section.batch_size, epochs)
-  if not lengths:
-    return whole
-  return max(1, int(round(epochs * math.ceil(num_examples / section.batch_size))))
+  return steps_for(num_examples, section.batch_size, epochs, bucketed=bool(lengths))
 
 
 def best_metric(section, spec: TaskSpec) -> str | None:

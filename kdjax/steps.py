@@ -20,6 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from kdjax import parallel
+from kdjax.data.batching import batches_per_epoch
 from kdjax.errors import KdjaxError
 from kdjax.losses import weighted_mean
 
@@ -66,12 +67,13 @@ def phase_optimizer(section, total_steps: int) -> optax.GradientTransformation:
                                  section.weight_decay))
 
 
-def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:
-  """Optimiser steps of `epochs` passes over `num_examples` in whole batches."""
+def steps_for(num_examples: int, batch_size: int, epochs: float, bucketed: bool = False
+              ) -> int:
+  """Optimiser steps of `epochs` passes over `num_examples` (`batches_per_epoch`)."""
   if num_examples < batch_size:
     raise KdjaxError(f'{num_examples} training examples is fewer than one batch of '
                      f'{batch_size}; lower the batch size')
-  return max(1, int(round(epochs * (num_examples // batch_size))))
+  return max(1, int(round(epochs * batches_per_epoch(num_examples, batch_size, bucketed))))
 
 
 def init_state(params, tx: optax.GradientTransformation) -> State:

@@ -27,6 +27,15 @@ def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
+def batches_per_epoch(num_examples: int, global_batch_size: int, bucketed: bool) -> int:
+  """Batches in one pass over `num_examples`: whole ones (`TrainBatches` drops
+  the last partial batch), or every example (`BucketedBatches`: only the last
+  batch is partial)."""
+  if bucketed:
+    return math.ceil(num_examples / global_batch_size)
+  return num_examples // global_batch_size
+
+
 def _check_batch_size(num_examples: int, global_batch_size: int, process_count: int) -> None:
   if global_batch_size % process_count:
     raise KdjaxError(f'batch size {global_batch_size} is not divisible by the '
@@ -54,7 +63,7 @@ class TrainBatches:
 
   @property
   def steps_per_epoch(self) -> int:
-    return self.num_examples // self.global_batch_size
+    return batches_per_epoch(self.num_examples, self.global_batch_size, bucketed=False)
 
   def indices_at(self, step: int) -> np.ndarray:
     """This process's row indices for global step `step`."""
@@ -127,7 +136,7 @@ class BucketedBatches:
 
   @property
   def steps_per_epoch(self) -> int:
-    return math.ceil(self.num_examples / self.global_batch_size)  # = len(epoch_plan(e))
+    return batches_per_epoch(self.num_examples, self.global_batch_size, bucketed=True)
 
   def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
     """[(bucket length, global rows [B] with -1 for padding)] of epoch `epoch`."""

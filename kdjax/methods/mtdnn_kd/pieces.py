@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdjax.data.batching import BucketedBatches
+from kdjax.data.batching import BucketedBatches, batches_per_epoch
 from kdjax.losses import hard_cross_entropy, soft_cross_entropy
 from kdjax.steps import make_step, training_forward
 
@@ -131,8 +131,7 @@ class MultiTaskBatches:
     task = int(self.schedule[step])
     nth = int(self._nth[step])
     n = len(self.arrays[task]['input_ids'])
-    per_epoch = n // self.global_batch_size
-    epoch, position = divmod(nth, per_epoch)
+    epoch, position = divmod(nth, self.steps_per_epoch(task))
     order = np.random.default_rng([self.seed, task, epoch]).permutation(n)
     rows = order[position * self.global_batch_size:(position + 1) * self.global_batch_size]
     local = self.global_batch_size // self.process_count
@@ -140,8 +139,8 @@ class MultiTaskBatches:
 
   def steps_per_epoch(self, task: int) -> int:
     """Batches of task `task` in one pass over its rows."""
-    n = len(self.arrays[task]['input_ids'])
-    return -(-n // self.global_batch_size) if self.lengths else n // self.global_batch_size
+    return batches_per_epoch(len(self.arrays[task]['input_ids']), self.global_batch_size,
+                             bucketed=bool(self.lengths))
 
   def batch_at(self, step: int) -> dict[str, np.ndarray]:
     if self.lengths:

@@ -23,6 +23,7 @@ import numpy as np
 from kdjax import loop, parallel, scaffold, seeds, students, teachers
 from kdjax.classifier import best_metric, classifier_start, train_classifier
 from kdjax.data import sources
+from kdjax.data.batching import batches_per_epoch
 from kdjax.data.tasks import TaskSpec, get_task
 from kdjax.data.tokenize import encode, model_inputs
 from kdjax.errors import KdjaxError
@@ -200,10 +201,10 @@ def train_student(run: scaffold.Run, tasks: dict[str, TaskData],
                                                config.student.teacher_layers)
   arrays = student_arrays(tasks, ensembles, table.width, config.distill.temperature)
   d, lengths = config.distill, run.lengths
-  # Batches per pass over a task: whole ones, or with buckets every row once.
-  per_pass = (lambda n: -(-n // d.batch_size)) if lengths else (lambda n: n // d.batch_size)
   try:
-    total = max(1, int(round(d.epochs * sum(per_pass(len(a['labels'])) for a in arrays))))
+    total = max(1, int(round(d.epochs * sum(
+        batches_per_epoch(len(a['labels']), d.batch_size, bucketed=bool(lengths))
+        for a in arrays))))
     schedule = pieces.task_schedule([len(a['labels']) for a in arrays], d.batch_size, total,
                                     config.seed)
   except ValueError as e:
