@@ -70,3 +70,17 @@ def prepare_runtime() -> None:
   from kdjax import compile_cache
   logging.set_verbosity(logging.WARNING)
   compile_cache.enable()
+
+
+def majority_baseline(data) -> dict:
+  """The accuracy on the final evaluation split (as a run selects and subsamples
+  it from config section `data`) of always answering the training set's most
+  frequent class: what a student must clearly beat to have learned anything."""
+  from kdjax.data import sources
+  spec, splits = sources.load_task(data)
+  split = sources.final_eval_split(splits)
+  evaluated = sources.subsample(splits[split], data.max_eval_examples, data.split_seed)
+  train_labels = np.asarray(splits['train'].labels)
+  majority = int(np.bincount(train_labels).argmax())
+  accuracy = float(np.mean(np.asarray(evaluated.labels) == majority))
+  return {'split': split, 'class': spec.label_names[majority], 'accuracy': accuracy}

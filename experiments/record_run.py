@@ -17,7 +17,11 @@ def main(workdir: str, name: str, command: str, wall_clock: str = '') -> None:
     summary = json.load(f)
   with open(os.path.join(workdir, 'config.json')) as f:
     config = json.load(f)
-  record = {'command': command, 'wall_clock': wall_clock, 'config': config, **summary}
+  import ml_collections
+  from common import majority_baseline
+  baseline = majority_baseline(ml_collections.ConfigDict(config['data']))
+  record = {'command': command, 'wall_clock': wall_clock, 'config': config,
+            'majority_baseline': baseline, **summary}
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, f'{name}.json'), 'w') as f:
     json.dump(record, f, indent=2, sort_keys=True)
@@ -36,6 +40,8 @@ def main(workdir: str, name: str, command: str, wall_clock: str = '') -> None:
   ]
   for m in t['metrics']:
     lines.append(f"| {summary['eval_split']} {m} | {t['metrics'][m]:.4f} | {s['metrics'][m]:.4f} |")
+  lines.append(f"| majority class ({baseline['class']}), {baseline['split']} accuracy | "
+               f"{baseline['accuracy']:.4f} | |")
   lines += [
       f"| parameters | {t['params']:,} | {s['params']:,} |",
       f"| fp32 safetensors | {t['disk_bytes'] / 2**20:.1f} MiB | {s['disk_bytes'] / 2**20:.1f} MiB |",
@@ -44,6 +50,8 @@ def main(workdir: str, name: str, command: str, wall_clock: str = '') -> None:
       f"speed-up {c['speedup']:.2f}x; the student keeps {100 * c['kept_fraction']:.1f}% of "
       f"the teacher's {c['primary_metric']}.",
   ]
+  lines.append('One run, seed 0: a demonstration of the pipeline, not a comparison '
+               'between students (that needs >= 3 seeds).')
   for phase, best in summary.get('best_checkpoints', {}).items():
     lines.append(f"The {phase}'s weights are those of its best {summary.get('dev_split', 'dev')} "
                  f"{best['metric']} ({best['value']:.4f}, step {best['step']}).")
