@@ -43,6 +43,8 @@ RULES: dict[str, Rule] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     'compute_dtype': ('float32', 'bfloat16'),
     'mixed.embedding_init': ('teacher', 'random'),
+    'student.init': ('random', 'teacher_embeddings', 'teacher_layers'),
+    'student.layer_choice': ('evenly_spaced', 'first'),
     'data.source': ('bbc', 'glue_dir', 'hub', 'disk', 'file'),
     'data.header': ('auto', 'yes', 'no'),
 }

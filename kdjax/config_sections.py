@@ -95,6 +95,7 @@ def student_section(*, num_layers: int, hidden_size: int, num_heads: int,
   s.intermediate_size = intermediate_size  # feed-forward width
   s.init = 'teacher_embeddings'   # 'random' | 'teacher_embeddings' | 'teacher_layers'
   s.teacher_layers = ()           # init=teacher_layers: teacher layer per student layer
+  s.layer_choice = 'evenly_spaced'  # init=teacher_layers, teacher_layers=(): 'evenly_spaced' | 'first'
   return s
 
 

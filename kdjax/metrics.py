@@ -83,3 +83,19 @@ def glue_task_score(task: str, task_metrics: dict[str, float]) -> float:
 def glue_average(per_task: dict[str, dict[str, float]]) -> float:
   """The leaderboard's average over the tasks given (x100)."""
   return float(np.mean([glue_task_score(t, m) for t, m in per_task.items()]))
+
+
+def constant_baseline(names: tuple[str, ...], train_labels: np.ndarray,
+                      eval_labels: np.ndarray, regression: bool,
+                      num_classes: int) -> dict[str, float]:
+  """Metrics of always giving one answer: the training set's most frequent class
+  (its accuracy is the majority-class rate; MCC 0), or for regression its mean
+  score (correlations 0). A model that learned anything is clearly above it."""
+  n = len(eval_labels)
+  if regression:
+    outputs = np.full((n, 1), float(np.mean(train_labels)), np.float32)
+  else:
+    majority = int(np.bincount(np.asarray(train_labels, np.int64), minlength=num_classes).argmax())
+    outputs = np.zeros((n, num_classes), np.float32)
+    outputs[:, majority] = 1.0
+  return compute_metrics(names, outputs, eval_labels, regression)

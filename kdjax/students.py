@@ -27,24 +27,42 @@ def default_layer_map(num_student: int, num_teacher: int) -> tuple[int, ...]:
                                                   num_teacher - 1, num_student))
 
 
+LAYER_CHOICES = ('evenly_spaced', 'first')
+
+
+def chosen_layers(choice: str, num_student: int, num_teacher: int) -> tuple[int, ...]:
+  """The teacher layers a `num_student`-layer student is built from:
+  'evenly_spaced' (`default_layer_map`, ending with the last layer) or 'first'
+  (the bottom `num_student` layers, as patient KD builds BERT-3 from BERT-12,
+  which keeps the lower layers' input-near features intact)."""
+  if choice == 'first':
+    return tuple(range(num_student))
+  if choice == 'evenly_spaced':
+    return default_layer_map(num_student, num_teacher)
+  raise KdjaxError(f'unknown student.layer_choice {choice!r}; use one of {LAYER_CHOICES}')
+
+
 def init_student(config: BertConfig, num_outputs: int, seed: int, init: str,
-                 teacher_config: BertConfig, teacher_params, teacher_layers=()):
+                 teacher_config: BertConfig, teacher_params, teacher_layers=(),
+                 layer_choice: str = 'evenly_spaced'):
   """(model, params) of a single-task student; see `initialise_encoder`."""
   model = BertClassifier(config, num_outputs)
   params = jax.tree.map(np.asarray, init_params(model, jax.random.PRNGKey(seed)))
   params['bert'] = initialise_encoder(params['bert'], config, init, teacher_config,
-                                      teacher_params['bert'], teacher_layers)
+                                      teacher_params['bert'], teacher_layers, layer_choice)
   return model, params
 
 
 def initialise_encoder(student_bert, config: BertConfig, init: str,
-                       teacher_config: BertConfig, teacher_bert, teacher_layers=()):
+                       teacher_config: BertConfig, teacher_bert, teacher_layers=(),
+                       layer_choice: str = 'evenly_spaced'):
   """A student encoder param tree, from its random init `student_bert` and `init`:
 
   'random' keeps it; 'teacher_embeddings' replaces the embedding tables by the
   teacher's, projected on their top principal directions when the student is
   narrower; 'teacher_layers' copies embeddings, pooler and the layers
-  `teacher_layers` of the teacher (same widths needed).
+  `teacher_layers` of the teacher (same widths needed), or when that is empty
+  the layers `layer_choice` names (`chosen_layers`).
   """
   student_bert = dict(student_bert)
   if init == 'random':
@@ -60,8 +78,8 @@ def initialise_encoder(student_bert, config: BertConfig, init: str,
   if any(getattr(config, w) != getattr(teacher_config, w) for w in widths):
     raise KdjaxError('student.init=teacher_layers needs the teacher\'s hidden_size, '
                      'num_heads and intermediate_size; use init=random for a narrower student')
-  layer_map = tuple(teacher_layers) or default_layer_map(config.num_layers,
-                                                         teacher_config.num_layers)
+  layer_map = tuple(teacher_layers) or chosen_layers(layer_choice, config.num_layers,
+                                                     teacher_config.num_layers)
   if len(layer_map) != config.num_layers or not all(
       0 <= t < teacher_config.num_layers for t in layer_map):
     raise KdjaxError(f'student.teacher_layers {layer_map} must name {config.num_layers} '

@@ -97,7 +97,7 @@ def run(config, workdir: str) -> dict:
   def student_start():
     model, params = students.init_student(
         s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
-        jax.device_get(t_params), config.student.teacher_layers)
+        jax.device_get(t_params), config.student.teacher_layers, config.student.layer_choice)
     return model, classifier_start(
         model, params, train_columns, spec, config.distill, mesh, name='student',
         alpha=config.distill.alpha, temperature=config.distill.temperature,

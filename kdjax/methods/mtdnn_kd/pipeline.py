@@ -28,7 +28,7 @@ from kdjax.data.tasks import TaskSpec, get_task
 from kdjax.data.tokenize import encode, model_inputs
 from kdjax.errors import KdjaxError
 from kdjax.methods.mtdnn_kd import pieces
-from kdjax.metrics import compute_metrics, glue_average, glue_task_score
+from kdjax.metrics import compute_metrics, constant_baseline, glue_average, glue_task_score
 from kdjax.models.multitask import MultiTaskModel
 from kdjax.steps import jit_predict, phase_optimizer, start_phase
 from kdjax.summary import align
@@ -198,7 +198,8 @@ def train_student(run: scaffold.Run, tasks: dict[str, TaskData],
                                      np.ones_like(ids), np.zeros(1, np.int32))['params'])
   params['bert'] = students.initialise_encoder(params['bert'], s_config, config.student.init,
                                                ckpt.config, ckpt.encoder_params,
-                                               config.student.teacher_layers)
+                                               config.student.teacher_layers,
+                                               config.student.layer_choice)
   arrays = student_arrays(tasks, ensembles, table.width, config.distill.temperature)
   d, lengths = config.distill, run.lengths
   try:
@@ -244,14 +245,20 @@ def run(config, workdir: str) -> dict:
   store_dir = config.teacher.store_dir or r.path('teachers')
   ensembles = prepare_teachers(r, tasks, store_dir) if uses_kd(config) else None
   student = train_student(r, tasks, ensembles)
+  majority = {name: constant_baseline(t.spec.metrics, t.train['labels'],
+                                      _class_labels(t.dev, t.spec), t.spec.regression,
+                                      t.spec.num_outputs)
+              for name, t in tasks.items()}
   result = {
       'method': 'mtdnn_kd', 'use_kd': uses_kd(config),
       'tasks': {name: {'train_examples': len(t.train['labels']),
                        'dev_examples': len(t.dev['labels']),
                        'student': student[name],
-                       'student_glue_score': glue_task_score(name, student[name])}
+                       'student_glue_score': glue_task_score(name, student[name]),
+                       'majority': majority[name]}
                 for name, t in tasks.items()},
       'student_glue_average': glue_average(student),
+      'majority_glue_average': glue_average(majority),
   }
   if ensembles is not None:
     for name, report in teacher_report(tasks, ensembles).items():
@@ -261,10 +268,12 @@ def run(config, workdir: str) -> dict:
 
 
 def format_table(summary: dict) -> str:
-  rows = [('task', 'metric', 'ensemble', 'student')]
+  rows = [('task', 'metric', 'majority', 'ensemble', 'student')]
   for name, t in summary['tasks'].items():
     for metric, value in t['student'].items():
       ens = t.get('ensemble', {}).get(metric)
-      rows.append((name, metric, '-' if ens is None else f'{ens:.4f}', f'{value:.4f}'))
-  rows.append(('GLUE avg', '', '', f"{summary['student_glue_average']:.2f}"))
+      rows.append((name, metric, f"{t['majority'][metric]:.4f}",
+                   '-' if ens is None else f'{ens:.4f}', f'{value:.4f}'))
+  rows.append(('GLUE avg', '', f"{summary['majority_glue_average']:.2f}", '',
+               f"{summary['student_glue_average']:.2f}"))
   return '\n'.join(align(rows))

@@ -365,7 +365,8 @@ def run(config, workdir: str) -> dict:
   model, params = students.init_student(s_config, spec.num_outputs, config.seed,
                                         config.student.init, ckpt.config,
                                         {'bert': ckpt.encoder_params},
-                                        config.student.teacher_layers)
+                                        config.student.teacher_layers,
+                                        config.student.layer_choice)
   predict = jit_predict(model, mesh)
 
   def eval_fn_on(split):
