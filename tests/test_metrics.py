@@ -38,3 +38,19 @@ def test_compute_metrics_dispatch():
   reg = metrics.compute_metrics(('pearson',), np.array([[1.0], [2.0], [3.0]]),
                                 np.array([1.0, 2.0, 3.5]), True)
   assert reg['pearson'] > 0.98
+
+
+def test_constant_baseline_answers_the_training_majority():
+  # Training majority is class 2 (3 of 5), though class 0 leads on the eval rows.
+  train = np.array([2, 0, 2, 1, 2])
+  evaluated = np.array([0, 0, 2, 1])
+  got = metrics.constant_baseline(('accuracy', 'f1', 'mcc'), train, evaluated, False, 3)
+  # Macro F1 over 3 classes: class 2 has tp=1, fp=3 -> 2/5; classes 0 and 1: 0.
+  assert got == {'accuracy': pytest.approx(1 / 4), 'f1': pytest.approx((2 / 5) / 3),
+                 'mcc': 0.0}
+  binary = metrics.constant_baseline(('accuracy', 'f1'), np.array([1, 1, 0]),
+                                     np.array([1, 0, 0, 0]), False, 2)
+  assert binary == {'accuracy': pytest.approx(1 / 4), 'f1': pytest.approx(2 / 5)}
+  scores = metrics.constant_baseline(('pearson', 'spearman'), np.array([1.0, 3.0]),
+                                     np.array([0.5, 2.0, 4.0]), True, 1)
+  assert scores == {'pearson': 0.0, 'spearman': 0.0}

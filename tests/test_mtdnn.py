@@ -200,7 +200,7 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
   import importlib.util
   import os
   from kdjax.methods.mtdnn_kd import pipeline as mtdnn
-  from tests.conftest import REPO
+  from tests.conftest import REPO, TINY
   spec = importlib.util.spec_from_file_location('c', os.path.join(REPO, 'configs',
                                                                   'glue_mtdnn_kd.py'))
   module = importlib.util.module_from_spec(spec)
@@ -209,8 +209,9 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
   config.data.glue_dir = glue_dir
   config.teacher.checkpoint = tiny_teacher_dir
   config.teacher.store_dir = str(tmp_path / 'teachers')
-  config.student.hidden_size, config.student.num_heads = 16, 2
-  config.student.intermediate_size, config.student.num_layers = 32, 1
+  # The default student: the teacher's architecture from its layers (here one of two).
+  config.student.hidden_size, config.student.num_heads = TINY.hidden_size, TINY.num_heads
+  config.student.intermediate_size, config.student.num_layers = TINY.intermediate_size, 1
   has_soft = []  # what the student's arrays carry, per run
   original = mtdnn.student_arrays
 
@@ -232,6 +233,15 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
   stored = sorted(os.listdir(tmp_path / 'teachers' / 'rte'))
   assert [f for f in stored if f.endswith('.npz')], stored
   assert 'teachers' not in no_kd['tasks']['rte']
+  # The baseline beside the students: RTE's training majority answered on dev.
+  from kdjax.data import sources
+  rte = sources.load_glue_dir('rte', glue_dir)
+  train = sources.subsample(rte['train'], config.data.max_train_examples, config.data.split_seed)
+  dev = sources.subsample(rte['dev'], config.data.max_eval_examples, config.data.split_seed)
+  majority = np.bincount(np.asarray(train.labels, int)).argmax()
+  assert kd['tasks']['rte']['majority']['accuracy'] == pytest.approx(
+      np.mean(np.asarray(dev.labels) == majority))
+  assert kd['tasks']['stsb']['majority'] == {'pearson': 0.0, 'spearman': 0.0}
   assert np.isfinite(no_kd['student_glue_average'])
   # A second KD run reuses the stored soft targets: no teacher is trained again.
   config.distill.alpha = 0.5
