@@ -108,6 +108,58 @@ def _projections(params, num_layers: int):
   return [params['projection'][name] for name in projection_names(num_layers)]
 
 
+def teacher_targets(teacher: nn.Module, layers: LayerTargets) -> Callable:
+  """`prepare(state, teacher_params, batch, rng)` for `make_step`: the frozen
+  teacher reads the batch (deterministic) and its hidden states
+  (`batch['teacher_hidden']`) and attentions (`batch['teacher_attentions']`)
+  join it, gradient stopped."""
+  returned = dict(output_hidden_states=layers.hidden_weight > 0,
+                  output_attentions=layers.attention_weight > 0)
+
+  def prepare(state, teacher_params, batch, rng):
+    out = teacher.apply({'params': teacher_params}, *encoder_inputs(batch), **returned)
+    targets = {}
+    if 'hidden_states' in out:
+      targets['teacher_hidden'] = out['hidden_states']
+    if 'attentions' in out:
+      targets['teacher_attentions'] = out['attentions']
+    return {**batch, **jax.lax.stop_gradient(targets)}, rng, {}
+  return prepare
+
+
+def layer_forward(model: nn.Module, layers: LayerTargets) -> Callable:
+  """The student's training forward pass with the states `layers` compares,
+  and its projections (`params['projection']`, None at equal widths)."""
+  returned = dict(output_hidden_states=layers.hidden_weight > 0,
+                  output_attentions=layers.attention_weight > 0)
+
+  def forward(params, batch, rng):
+    out = model.apply({'params': classifier_params(params)}, *encoder_inputs(batch),
+                      deterministic=False, rngs={'dropout': rng}, **returned)
+    return {**out, 'projections': _projections(params, len(layers.layer_map))}
+  return forward
+
+
+def layer_loss(layers: LayerTargets, logit_loss: PerExampleLoss) -> PerExampleLoss:
+  """`logit_loss + hidden_weight · hidden_state_mse + attention_weight ·
+  attention_kl` per example, with each part to log, against the teacher's
+  states in the batch (`teacher_targets`, or the same arrays from a store)."""
+  def loss(out, batch):
+    total = logit_loss(out['logits'], batch)
+    parts = {'logit_loss': total}
+    mask = batch['attention_mask']
+    if layers.hidden_weight > 0:
+      parts['hidden_loss'] = hidden_state_mse(batch['teacher_hidden'], out['hidden_states'],
+                                              layers.hidden_pairs, mask, out['projections'])
+      total = total + layers.hidden_weight * parts['hidden_loss']
+    if layers.attention_weight > 0:
+      parts['attention_loss'] = attention_kl(batch['teacher_attentions'], out['attentions'],
+                                             layers.attention_pairs, mask)
+      total = total + layers.attention_weight * parts['attention_loss']
+    return total, parts
+  return loss
+
+
 def distill_step(model: nn.Module, *, alpha: float, temperature: float, regression: bool,
                  teacher_weights: tuple[float, ...] | None = None,
                  teacher: nn.Module | None = None,
@@ -120,8 +172,7 @@ def distill_step(model: nn.Module, *, alpha: float, temperature: float, regressi
   targets it is `(state, batch, rng, *, tx)` (for one teacher `classifier_step`
   itself); with them `(state, teacher_params, batch, rng, *, tx)`: the frozen
   `teacher` reads the batch inside the step (no host round trip) and
-  `hidden_weight · hidden_state_mse + attention_weight · attention_kl` joins
-  the loss; projections are `params['projection']` when the widths differ.
+  `layer_loss` adds the weighted hidden-state and attention losses.
   """
   if teacher_weights is None:
     logit_loss = classifier_loss(alpha=alpha, temperature=temperature, regression=regression)
@@ -135,36 +186,6 @@ def distill_step(model: nn.Module, *, alpha: float, temperature: float, regressi
     return make_step('multi_teacher_step', training_forward(model), logit_loss)
   if teacher is None:
     raise ValueError('layer targets need the teacher model')
-  hidden, attention = layers.hidden_weight > 0, layers.attention_weight > 0
-  num_layers = len(layers.layer_map)
-  returned = dict(output_hidden_states=hidden, output_attentions=attention)
-
-  def prepare(state, teacher_params, batch, rng):
-    out = teacher.apply({'params': teacher_params}, *encoder_inputs(batch), **returned)
-    targets = {}
-    if hidden:
-      targets['teacher_hidden'] = out['hidden_states']
-    if attention:
-      targets['teacher_attentions'] = out['attentions']
-    return {**batch, **jax.lax.stop_gradient(targets)}, rng, {}
-
-  def forward(params, batch, rng):
-    out = model.apply({'params': classifier_params(params)}, *encoder_inputs(batch),
-                      deterministic=False, rngs={'dropout': rng}, **returned)
-    return {**out, 'projections': _projections(params, num_layers)}
-
-  def loss(out, batch):
-    total = logit_loss(out['logits'], batch)
-    parts = {'logit_loss': total}
-    mask = batch['attention_mask']
-    if hidden:
-      parts['hidden_loss'] = hidden_state_mse(batch['teacher_hidden'], out['hidden_states'],
-                                              layers.hidden_pairs, mask, out['projections'])
-      total = total + layers.hidden_weight * parts['hidden_loss']
-    if attention:
-      parts['attention_loss'] = attention_kl(batch['teacher_attentions'], out['attentions'],
-                                             layers.attention_pairs, mask)
-      total = total + layers.attention_weight * parts['attention_loss']
-    return total, parts
-
-  return make_step('layer_distill_step', forward, loss, prepare, with_frozen=True)
+  return make_step('layer_distill_step', layer_forward(model, layers),
+                   layer_loss(layers, logit_loss), teacher_targets(teacher, layers),
+                   with_frozen=True)
