@@ -239,7 +239,8 @@ def write_results(name: str, record: dict) -> None:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', default='runs/intermediate_kd')
+  parser.add_argument('--workdir', default=None,
+                      help='default runs/intermediate_kd (runs/intermediate_kd_quick with --quick)')
   parser.add_argument('--tasks', default=','.join(TASKS))
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--variants', default=','.join(VARIANTS))
@@ -255,6 +256,7 @@ def main() -> None:
     record['reading'] = reading(record['table'], record['majority'])
     write_results(name, record)
     return
+  args.workdir = args.workdir or os.path.join('runs', name)
   tasks = args.tasks.split(',')
   variants = args.variants.split(',')
   unknown = [v for v in variants if v not in VARIANTS]
