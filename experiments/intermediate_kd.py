@@ -22,9 +22,12 @@ each variant's wall time. BBC News reports its test split (students keep their
 best dev evaluation); SST-2 its dev split, so there the students end with
 their last step's weights (no choice on the reported split).
 
-Full default on 2 CPU cores: about 3 hours (BBC ~2.5 h: 1,703 articles at up
-to 128 tokens, student 4 epochs; SST-2 ~0.5 h: 2,000 sentences at up to 64).
-`--quick`: a few minutes, tiny subsets, a smoke test of the whole script.
+Full default on 2 CPU cores, estimated from the default job's step rates
+(not measured): about 2.5 hours. BBC ~1.8 h: 1,703 articles at up to 128
+tokens, students 4 epochs (216 steps), the teacher in the step adding about
+half a logits-only step; SST-2 ~0.7 h: 2,000 sentences at up to 64 tokens.
+`--quick` (tiny subsets, a smoke test of the whole script): see the wall
+clock in experiments/results/intermediate_kd_quick.md.
 """
 from __future__ import annotations
 
