@@ -185,6 +185,12 @@ def reading(table: dict, baselines: dict) -> list[str]:
   return lines
 
 
+def sizes(data_sizes: dict) -> str:
+  order = ['train', 'dev', 'test']
+  return ', '.join(f'{k} {data_sizes[k]}' for k in sorted(
+      data_sizes, key=lambda k: order.index(k) if k in order else len(order)))
+
+
 def write_results(name: str, record: dict) -> None:
   os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
   with open(os.path.join(HERE, 'results', f'{name}.json'), 'w') as f:
@@ -208,7 +214,7 @@ def write_results(name: str, record: dict) -> None:
     c = record['configs'][task]
     base = record['majority'][task]
     lines += [f"## {task}", '',
-              f"Data: {t['data_sizes']} examples; reported split: {t['split']}; max length "
+              f"Data: {sizes(t['data_sizes'])} examples; reported split: {t['split']}; max length "
               f"{c['data']['max_length']}; teacher {c['teacher']['epochs']} epochs, students "
               f"{c['distill']['epochs']} epochs, batch {c['distill']['batch_size']}, alpha "
               f"{c['distill']['alpha']}, temperature {c['distill']['temperature']}, keep_best "
