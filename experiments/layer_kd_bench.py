@@ -184,7 +184,7 @@ def write(name: str, record: dict) -> None:
            f"batch {r['batch']} x {r['length']} tokens, float32, dropout on; hidden-state MSE "
            "(embeddings + every student layer) and attention KL on. Median step time of "
            f"{r['timed_steps']} steps per round, best of {r['rounds']} alternating rounds.", '',
-           '| step | s / step | x logits-only | first call (s, compilation) |',
+           '| step | s / step | x logits-only | first call (s; compilation unless the cache held it) |',
            '|---|---|---|---|']
   for m in MODES:
     lines.append(f"| {m} | {r['step_s'][m]:.4f} | {r['ratio_to_logits'][m]:.2f} | "
