@@ -236,7 +236,7 @@ def test_two_teachers_end_to_end(tmp_path, tiny_teacher_dir):
   assert summary['teacher_weights'] == [0.25, 0.75]
   first, second = (_safetensors_keys(summary[r]['export_dir']) for r in ('teacher', 'teacher_1'))
   # The same checkpoint, fine-tuned with seeds teacher.seed and teacher.seed + 100.
-  assert np.abs(first['classifier.weight'] - second['classifier.weight']).max() > 1e-3
+  assert np.abs(first['classifier.weight'] - second['classifier.weight']).max() > 1e-2
   assert summary['student']['params'] < summary['teacher_1']['params']
 
 
