@@ -17,18 +17,23 @@ from kdjax.steps import Start, phase_optimizer, start_phase, steps_for
 def classifier_start(model: nn.Module, params, arrays: dict, spec: TaskSpec, section, mesh,
                      *, alpha: float = 1.0, temperature: float = 1.0,
                      compile_ahead: bool = False, name: str = 'classifier',
-                     epochs: float | None = None, lengths: tuple[int, ...] = ()) -> Start:
+                     epochs: float | None = None, lengths: tuple[int, ...] = (),
+                     step: Callable | None = None, frozen=None) -> Start:
   """The initial state and jitted step of `epochs` (default `section.epochs`)
   over `arrays` (numpy arrays or `jax.ShapeDtypeStruct`s of every column, N
   rows), with the optimiser settings of config section `section`; `alpha=1` is
   fine-tuning on gold labels alone; `lengths`: the length buckets of its batches.
-  With `compile_ahead`, compiled for its batches (once per bucket length)."""
+  With `compile_ahead`, compiled for its batches (once per bucket length).
+  `step`: another train step than `classifier_step` (e.g. a student's
+  `kdjax.methods.kd.pieces.distill_step`), with `frozen` params if it takes them."""
   parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
   total = total_steps(arrays, section, epochs, lengths)
   shapes = batch_shapes(arrays, section.batch_size, lengths) if compile_ahead else None
-  step = classifier_step(model, alpha=alpha, temperature=temperature,
-                         regression=spec.regression)
-  return start_phase(params, step, phase_optimizer(section, total), mesh, compile_for=shapes)
+  if step is None:
+    step = classifier_step(model, alpha=alpha, temperature=temperature,
+                           regression=spec.regression)
+  return start_phase(params, step, phase_optimizer(section, total), mesh, frozen=frozen,
+                     compile_for=shapes)
 
 
 def total_steps(arrays: dict, section, epochs: float | None = None,

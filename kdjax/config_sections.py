@@ -108,3 +108,13 @@ def distill_section(*, alpha: float, temperature: float, epochs: float, batch_si
   d.epochs = epochs               # student epochs
   d.keep_best = True              # end with the best dev evaluation's weights (not the last step's)
   return optimiser_keys(d, batch_size=batch_size, learning_rate=learning_rate)
+
+
+def plain_kd_keys(c: ml_collections.ConfigDict) -> None:
+  """Plain KD's own keys (method 'kd'): several teachers, and layer-wise losses
+  to the first teacher (all off by default)."""
+  c.teacher.checkpoints = ()      # several teachers: HF directories ('' = bundled); () = teacher.checkpoint alone
+  c.distill.teacher_weights = ()  # several teachers: fixed weights of their soft losses (normalised); () = equal
+  c.distill.hidden_weight = 0.0   # weight of the hidden-state MSE to the first teacher (embeddings + mapped layers); 0 = off
+  c.distill.attention_weight = 0.0  # weight of the attention-distribution KL on mapped layers; 0 = off
+  c.distill.layer_map = ()        # teacher layer (0-based) per student layer; () = evenly spaced, ending with the last

@@ -26,6 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                        intermediate_size=1024)
   c.distill = sections.distill_section(alpha=0.5, temperature=2.0, epochs=6.0, batch_size=32,
                                        learning_rate=3e-4)
+  sections.plain_kd_keys(c)
 
   if arg == 'quick':
     c.data.max_length = 64

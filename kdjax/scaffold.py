@@ -162,8 +162,8 @@ def begin(config, workdir: str, teacher_seed: int | None = None) -> Run:
   started = time.time()
   ensure_writable(workdir)
   seed = config.seed if teacher_seed is None else teacher_seed
-  teacher = Teacher(*teachers.open_teacher(config.teacher.checkpoint, config.data.max_length,
-                                           seed, config.compute_dtype))
+  teacher = Teacher(*teachers.open_teacher(teachers.checkpoints_of(config.teacher)[0],
+                                           config.data.max_length, seed, config.compute_dtype))
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
   run = Run(config, workdir, teacher, mesh, started)

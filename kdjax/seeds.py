@@ -11,6 +11,14 @@ from __future__ import annotations
 # Plain KD (and the mixed-vocabulary task teacher).
 TEACHER = 1
 STUDENT = 2
+KD_PROJECTIONS = 6      # the initial hidden-state projections of a plain-KD student
+
+
+def kd_teacher(k: int) -> int:
+  """Teacher k of plain KD's `teacher.checkpoints`: the first is TEACHER, as a
+  single teacher is (its seed is teacher.seed + 100 k)."""
+  return TEACHER if k == 0 else 200 + k
+
 
 # RL-KD: the student's stages are numbered from STUDENT in the order they run
 # (warm-up, policy pre-training, joint; or the one 'student' stage of the

@@ -178,7 +178,13 @@ def jit_train_step_frozen(step_fn: Callable, mesh: Mesh, frozen, **static) -> Ca
   jitted = jax.jit(functools.partial(step_fn, **static), in_shardings=(rep, rep, data, rep),
                    out_shardings=(rep, rep), donate_argnums=(0,))
   frozen = parallel.replicate(frozen, mesh)
-  return lambda state, batch, rng: jitted(state, frozen, batch, rng)
+
+  def step(state, batch, rng):
+    return jitted(state, frozen, batch, rng)
+  # Lowered like a `jax.jit` function of (state, batch, rng), so `start_phase`
+  # compiles either kind ahead of its first call.
+  step.lower = lambda state, batch, rng: jitted.lower(state, frozen, batch, rng)
+  return step
 
 
 def jit_predict(model: nn.Module, mesh: Mesh, predict_fn: Callable = predict_logits
@@ -205,14 +211,14 @@ def start_phase(params, step_fn: Callable, tx: optax.GradientTransformation, mes
   `batching.batch_shapes`) the step is compiled here too, so that its first
   call finds the program ready: run on a background thread, the start-up
   (initialisation and compilation, seconds on a CPU) overlaps other work such
-  as a teacher pass.
+  as a teacher pass. `frozen`: params passed to `step_fn(state, frozen, batch,
+  rng)` at every call (`jit_train_step_frozen`).
   """
   state = parallel.replicate(init_state(params, tx), mesh)
   if frozen is not None:
-    if compile_for is not None:
-      raise ValueError('compile_for is not supported with frozen params')
-    return Start(state, jit_train_step_frozen(step_fn, mesh, frozen, tx=tx, **step_static))
-  jitted = jit_train_step(step_fn, mesh, tx=tx, **step_static)
+    jitted = jit_train_step_frozen(step_fn, mesh, frozen, tx=tx, **step_static)
+  else:
+    jitted = jit_train_step(step_fn, mesh, tx=tx, **step_static)
   sharding = parallel.batch_sharded(mesh)
   for shapes in compile_for or ():
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)

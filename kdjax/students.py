@@ -27,6 +27,17 @@ def default_layer_map(num_student: int, num_teacher: int) -> tuple[int, ...]:
                                                   num_teacher - 1, num_student))
 
 
+def checked_layer_map(given, num_student: int, num_teacher: int, key: str
+                      ) -> tuple[int, ...]:
+  """`given` (a teacher layer, 0-based, per student layer), or evenly spaced
+  (`default_layer_map`) when empty; `key` names the config key in errors."""
+  layer_map = tuple(int(t) for t in given) or default_layer_map(num_student, num_teacher)
+  if len(layer_map) != num_student or not all(0 <= t < num_teacher for t in layer_map):
+    raise KdjaxError(f'{key} {layer_map} must name {num_student} teacher layers in '
+                     f'[0, {num_teacher})')
+  return layer_map
+
+
 LAYER_CHOICES = ('evenly_spaced', 'first')
 
 

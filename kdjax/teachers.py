@@ -83,9 +83,21 @@ def dtype_parts(config) -> tuple[str, ...]:
 
 
 def settings(section) -> dict:
-  """A teacher config section without `store_dir`: what a stored teacher depends
-  on (moving or sharing a store keeps its keys)."""
-  return {k: v for k, v in section.to_dict().items() if k != 'store_dir'}
+  """A teacher config section without `store_dir` and the list of teachers
+  `checkpoints`: what a stored teacher depends on (moving or sharing a store
+  keeps its keys; a teacher keeps its key when other teachers join it)."""
+  return {k: v for k, v in section.to_dict().items() if k not in ('store_dir', 'checkpoints')}
+
+
+def checkpoints_of(section) -> tuple[str, ...]:
+  """The teacher checkpoint directories of a run: `teacher.checkpoints` where a
+  config lists several ('' = the bundled one), else the one `teacher.checkpoint`.
+  The first is the run's teacher (its tokenizer, the student's architecture)."""
+  listed = tuple(section.get('checkpoints', ()))
+  if listed and section.checkpoint:
+    raise KdjaxError('teacher.checkpoint and teacher.checkpoints are both set; list every '
+                     'teacher in teacher.checkpoints')
+  return listed or (section.checkpoint,)
 
 
 def config_key(*parts) -> str:

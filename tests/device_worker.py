@@ -48,6 +48,9 @@ LENGTH = 16
 # dropout stays at 0.1, so every step draws from its rng.
 CFG = BertConfig(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=4,
                  intermediate_size=64, max_position_embeddings=64)
+# A plain-KD student of CFG: its vocabulary, half its width, other head counts.
+NARROW_CFG = BertConfig(vocab_size=1000, hidden_size=16, num_layers=2, num_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
 STUDENT_CFG = BertConfig(vocab_size=300, hidden_size=16, num_layers=2, num_heads=2,
                          intermediate_size=32, max_position_embeddings=64)
 TEACHER_IDS = mixed_vocab.VocabIds(size=1000, cls=101, sep=102, pad=0, mask=103,
@@ -209,8 +212,30 @@ def mixed_stage2(rng: np.random.Generator) -> Case:
   return Case(steps.init_state(params, tx), batch, jit, {'params': ('params',)})
 
 
-METHODS = {'plain_kd': plain_kd, 'mtdnn_kd': mtdnn_kd, 'rl_kd': rl_kd,
-           'mixed_stage1': mixed_stage1, 'mixed_stage2': mixed_stage2}
+def plain_kd_layers(rng: np.random.Generator) -> Case:
+  """Two teachers' logits with fixed weights, and hidden-state and attention
+  losses to the first, which runs inside the step; the student is narrower
+  (projections in its tree) and has other head counts (attentions averaged)."""
+  teacher, student = BertClassifier(CFG, 3), BertClassifier(NARROW_CFG, 3)
+  tx = _optimizer()
+  params = {**_classifier_params(student, 6),
+            'projection': jax.device_get(kd.init_projections(7, NARROW_CFG.num_layers,
+                                                             NARROW_CFG.hidden_size,
+                                                             CFG.hidden_size))}
+  batch = {**_text_batch(rng, CFG.vocab_size),
+           'labels': rng.integers(0, 3, BATCH).astype(np.int32),
+           'teacher_logits': rng.normal(size=(BATCH, 2, 3)).astype(np.float32)}
+  step = kd.distill_step(student, alpha=0.5, temperature=2.0, regression=False,
+                         teacher_weights=(0.3, 0.7), teacher=teacher,
+                         layers=kd.LayerTargets((0, 1), hidden_weight=1.0,
+                                                attention_weight=1.0))
+  teacher_params = _classifier_params(teacher, 8)
+  jit = lambda mesh: steps.jit_train_step_frozen(step, mesh, teacher_params, tx=tx)
+  return Case(steps.init_state(params, tx), batch, jit, {'params': ('params',)})
+
+
+METHODS = {'plain_kd': plain_kd, 'plain_kd_layers': plain_kd_layers, 'mtdnn_kd': mtdnn_kd,
+           'rl_kd': rl_kd, 'mixed_stage1': mixed_stage1, 'mixed_stage2': mixed_stage2}
 
 
 def run_steps(case: Case, num_devices: int) -> tuple[dict, list[dict]]:

@@ -284,7 +284,8 @@ KIND_OF = {
     # An optimiser step and a softmax divisor.
     **dict.fromkeys(['learning_rate', 'temperature'], 'positive'),
     # 0 epochs = use the teacher as is; a zero decay or loss weight switches it off.
-    **dict.fromkeys(['epochs', 'weight_decay', 'hidden_weight'], 'non_negative'),
+    **dict.fromkeys(['epochs', 'weight_decay', 'hidden_weight', 'attention_weight'],
+                    'non_negative'),
     # Shares of something that must keep a remainder (training rows, steps
     # after warm-up), and a moving-average decay (1 would never move).
     **dict.fromkeys(['warmup_fraction', 'dev_fraction', 'test_fraction', 'heldout_fraction',

@@ -1,5 +1,6 @@
-"""Every method's train step ends where it ends on one device, on meshes of 1, 2,
-4 and 8 devices: 3 steps, dropout on, the same fixed random batch, float32,
+"""Every method's train step (plain KD also with several teachers and layer-wise
+losses to a teacher run inside the step) ends where it ends on one device, on
+meshes of 1, 2, 4 and 8 devices: 3 steps, dropout on, the same fixed random batch, float32,
 losses, metrics and the whole train state (policy included) within
 rtol = atol = 1e-5, and the parameters really moved.
 

@@ -72,3 +72,107 @@ def test_weighted_mean_masks_padding():
   np.testing.assert_array_equal(grad[2], 0.0)
   assert np.abs(grad[:2]).sum() > 0
   assert float(losses.weighted_mean(per_example, jnp.zeros(3))) == 0.0
+
+
+def _hidden_states(rng, widths_and_count, shape=(2, 3)):
+  width, count = widths_and_count
+  return [rng.normal(size=shape + (width,)).astype(np.float32) for _ in range(count)]
+
+
+def test_hidden_state_mse_against_hand_computed_values():
+  rng = np.random.default_rng(2)
+  teacher = _hidden_states(rng, (4, 4))   # embeddings + 3 layers, width 4
+  student = _hidden_states(rng, (2, 3))   # embeddings + 2 layers, width 2
+  mask = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
+  pairs = ((0, 0), (1, 1), (2, 3))
+  ups = [rng.normal(size=(2, 4)).astype(np.float32) for _ in pairs]
+  got = losses.hidden_state_mse(teacher, student, pairs, mask, ups)
+  expected = sum((((student[s] @ w - teacher[t]) ** 2).mean(-1) * mask).sum(1) / mask.sum(1)
+                 for (s, t), w in zip(pairs, ups))
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # One shared matrix, the teacher side projected, and no projection at all.
+  down = rng.normal(size=(4, 2)).astype(np.float32)
+  got = losses.hidden_state_mse(teacher, student, pairs, mask, down, project='teacher')
+  expected = sum((((teacher[t] @ down - student[s]) ** 2).mean(-1) * mask).sum(1) / mask.sum(1)
+                 for s, t in pairs)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  same = _hidden_states(rng, (4, 3))
+  got = losses.hidden_state_mse(teacher, same, pairs, mask)
+  expected = sum((((same[s] - teacher[t]) ** 2).mean(-1) * mask).sum(1) / mask.sum(1)
+                 for s, t in pairs)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  with pytest.raises(Exception, match='2 projections for 3 layer pairs'):
+    losses.hidden_state_mse(teacher, student, pairs, mask, ups[:2])
+
+
+def test_hidden_state_mse_ignores_padded_positions():
+  rng = np.random.default_rng(3)
+  teacher, student = _hidden_states(rng, (4, 2)), _hidden_states(rng, (4, 2))
+  mask = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
+  pairs = ((0, 0), (1, 1))
+  loss = lambda s: losses.hidden_state_mse(teacher, s, pairs, mask)
+  moved = [x.copy() for x in student]
+  for x in moved:
+    x[mask == 0] += 100.0
+  np.testing.assert_allclose(loss(moved), loss(student), rtol=1e-6)
+  grads = jax.grad(lambda s: loss(s).sum())([jnp.asarray(x) for x in student])
+  for g in grads:
+    np.testing.assert_array_equal(np.asarray(g)[mask == 0], 0.0)
+    assert np.abs(np.asarray(g)[mask == 1]).min() > 0
+  # No gradient reaches the teacher's states.
+  t_grads = jax.grad(lambda t: losses.hidden_state_mse(t, student, pairs, mask).sum())(
+      [jnp.asarray(x) for x in teacher])
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in t_grads)
+
+
+def _attention(rng, heads, mask, length=4):
+  """Softmax rows over the unmasked keys, [B, h, L, L]."""
+  scores = rng.normal(size=(len(mask), heads, length, length))
+  scores = np.where(mask[:, None, None, :] > 0, scores, -np.inf)
+  e = np.exp(scores - scores.max(-1, keepdims=True))
+  return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def _kl_rows(a_t, a_s):
+  """KL per query row over the keys where a_t > 0 (padded keys hold 0): [.., L]."""
+  with np.errstate(divide='ignore', invalid='ignore'):
+    terms = np.where(a_t > 0, a_t * (np.log(a_t) - np.log(a_s)), 0.0)
+  return terms.sum(-1)
+
+
+def test_attention_kl_against_hand_computed_values():
+  rng = np.random.default_rng(4)
+  mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], np.float32)
+  teacher = [_attention(rng, 4, mask) for _ in range(3)]
+  student = [_attention(rng, 4, mask) for _ in range(2)]
+  pairs = ((0, 1), (1, 2))
+  got = losses.attention_kl(teacher, student, pairs, mask)
+  expected = sum((_kl_rows(teacher[t], student[s]).mean(1) * mask).sum(1) / mask.sum(1)
+                 for s, t in pairs)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  assert np.all(expected > 0)
+  np.testing.assert_allclose(losses.attention_kl(teacher, teacher, ((0, 0), (2, 2)), mask),
+                             0.0, atol=1e-6)
+  # Another head count: both sides averaged over their heads first.
+  fewer = [_attention(rng, 2, mask) for _ in range(2)]
+  got = losses.attention_kl(teacher, fewer, pairs, mask)
+  expected = sum((_kl_rows(teacher[t].mean(1), fewer[s].mean(1)) * mask).sum(1) / mask.sum(1)
+                 for s, t in pairs)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_attention_kl_ignores_padded_queries_and_keys():
+  rng = np.random.default_rng(5)
+  mask = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], np.float32)
+  teacher, student = [_attention(rng, 2, mask)], [_attention(rng, 2, mask)]
+  loss = lambda s: losses.attention_kl(teacher, s, ((0, 0),), mask)
+  reference = loss(student)
+  assert np.all(np.isfinite(reference)) and np.all(reference > 0)
+  # Rows of padded queries and (vanishing) mass on padded keys change nothing.
+  moved = student[0].copy()
+  moved[mask[:, None, :, None].repeat(4, -1).repeat(2, 1) == 0] = 0.25
+  np.testing.assert_allclose(loss([moved]), reference, rtol=1e-6)
+  grad = jax.grad(lambda a: loss([a]).sum())(jnp.asarray(student[0]))
+  padded_rows = np.broadcast_to(mask[:, None, :, None] == 0, grad.shape)
+  np.testing.assert_array_equal(np.asarray(grad)[padded_rows], 0.0)
+  assert np.all(np.isfinite(grad))

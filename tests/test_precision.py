@@ -65,3 +65,32 @@ def test_the_switch_reaches_teacher_and_student(tiny_teacher_dir):
   assert 'dtype' not in ckpt.config.to_hf_dict()  # exports hold float32 weights
   with pytest.raises(KdjaxError, match='compute_dtype'):
     open_teacher(tiny_teacher_dir, 32, 0, 'float16')
+
+
+def test_bfloat16_layer_losses_stay_close_to_float32():
+  """Hidden-state and attention losses to a teacher run inside the step, in
+  bf16 compute: float32 weights (projections included), losses close to float32."""
+  import functools
+  from kdjax.methods.kd import pieces
+  narrow = dict(hidden_size=16, num_heads=2, intermediate_size=32, num_layers=1)
+  t_params = jax.device_get(init_params(BertClassifier(TINY, 3), jax.random.PRNGKey(0)))
+  s_params = {**jax.device_get(init_params(
+      BertClassifier(dataclasses.replace(TINY, **narrow), 3), jax.random.PRNGKey(1))),
+      'projection': jax.device_get(pieces.init_projections(2, 1, 16, TINY.hidden_size))}
+  batch = classifier_batch()
+  tx = make_optimizer(Schedule(1e-3, 10, 0, 0.01))
+  results = {}
+  for dtype in ('float32', 'bfloat16'):
+    step = pieces.distill_step(
+        BertClassifier(dataclasses.replace(TINY, dtype=dtype, **narrow), 3), alpha=0.5,
+        temperature=2.0, regression=False,
+        teacher=BertClassifier(dataclasses.replace(TINY, dtype=dtype), 3),
+        layers=pieces.LayerTargets((1,), hidden_weight=1.0, attention_weight=1.0))
+    state, metrics = jax.jit(functools.partial(step, tx=tx))(
+        init_state(s_params, tx), t_params, batch, jax.random.PRNGKey(3))
+    results[dtype] = jax.device_get((state['params'], metrics))
+  (p32, m32), (p16, m16) = results['float32'], results['bfloat16']
+  assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(p16))
+  for name in ('hidden_loss', 'attention_loss', 'loss'):
+    assert np.isfinite(m16[name]) and m16[name] != m32[name], name
+    np.testing.assert_allclose(m16[name], m32[name], rtol=3e-2, err_msg=name)

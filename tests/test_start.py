@@ -81,3 +81,22 @@ def test_an_error_on_the_background_thread_is_raised_here():
     raise ValueError('bad student')
   with pytest.raises(ValueError, match='bad student'):
     overlapped(fail, lambda: None)
+
+
+def test_a_step_with_frozen_teacher_params_compiles_ahead_too():
+  """A student whose frozen teacher runs inside its step (layer-wise losses)."""
+  import dataclasses
+  from kdjax.methods.kd import pieces
+  columns = _columns()
+  shapes = {**columns, 'teacher_logits': jax.ShapeDtypeStruct((32, 3), np.float32)}
+  teacher, student = BertClassifier(TINY, 3), BertClassifier(
+      dataclasses.replace(TINY, num_layers=1), 3)
+  t_params = jax.device_get(init_params(teacher, jax.random.PRNGKey(1)))
+  s_params = jax.device_get(init_params(student, jax.random.PRNGKey(2)))
+  step = pieces.distill_step(student, alpha=0.5, temperature=2.0, regression=False,
+                             teacher=teacher, layers=pieces.LayerTargets((1,), 1.0, 1.0))
+  start = classifier_start(student, s_params, shapes, SPEC, SECTION, parallel.make_mesh(),
+                           name='student', compile_ahead=True, step=step, frozen=t_params)
+  holder = {}
+  assert _compilations_during(lambda: holder.update(out=_two_steps(start, columns))) == 0
+  assert np.isfinite(holder['out'][1])

@@ -1,12 +1,15 @@
-"""Single-teacher task distillation, end to end.
+"""Task distillation from one teacher (or several), end to end.
 
 Phases (each resumable from its own checkpoints in the workdir):
-  1. fine-tune the teacher on the task (hard loss);
-  2. compute the frozen teacher's outputs over the training set once (stored),
+  1. fine-tune each teacher on the task (hard loss);
+  2. compute the frozen teachers' outputs over the training set once (stored),
      while the student is initialised and its step compiled on another thread;
-  3. train the student on `α·hard + (1−α)·τ²·soft` against the stored outputs;
-  4. evaluate both, measure size and speed, export both as HF checkpoints,
-     write summary.json and print a table.
+  3. train the student on `α·hard + (1−α)·τ²·soft` against the stored outputs
+     (several teachers: their soft losses weighted by `distill.teacher_weights`),
+     plus, when `distill.hidden_weight` or `distill.attention_weight` is set,
+     layer-wise losses to the first teacher, which then runs inside the step;
+  4. evaluate, measure size and speed, export the teachers and the student as
+     HF checkpoints (without the projections), write summary.json and print a table.
 """
 from __future__ import annotations
 
@@ -21,37 +24,98 @@ from kdjax.data import sources
 from kdjax.data.sources import (during_training_eval_split, final_eval_split,
                                 fingerprint, load_task)
 from kdjax.data.tokenize import encode, model_inputs
+from kdjax.errors import KdjaxError
+from kdjax.methods.kd import pieces
+from kdjax.models.bert import count_params
+from kdjax.models.hf import HFCheckpoint
 from kdjax.steps import jit_predict
 from kdjax.summary import format_table  # noqa: F401  (this method's table)
 
 
-def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eval_fn_for):
-  """The teacher fine-tuned on the task (a resumable phase), and a function that
-  returns its logits on a split from the teacher-output store.
+def teacher_name(k: int) -> str:
+  """Teacher k's phase, checkpoint and export name ('teacher' for the first)."""
+  return 'teacher' if k == 0 else f'teacher_{k}'
+
+
+def teacher_seed(section, k: int) -> int:
+  """Teacher k's seed (head init, dropout, data order): teacher.seed + 100 k."""
+  return section.seed + 100 * k
+
+
+def open_more_teachers(run: scaffold.Run) -> list[HFCheckpoint]:
+  """The checkpoints of `teacher.checkpoints[1:]`, checked before any work:
+  each must read the same token ids as the run's teacher (the first)."""
+  config = run.config
+  opened = []
+  for k, path in enumerate(teachers.checkpoints_of(config.teacher)[1:], start=1):
+    directory, ckpt, tokenizer = teachers.open_teacher(
+        path, config.data.max_length, teacher_seed(config.teacher, k), config.compute_dtype,
+        role=f'teacher.checkpoints[{k}]')
+    if tokenizer.get_vocab() != run.teacher.tokenizer.get_vocab():
+      raise KdjaxError(f'teacher.checkpoints[{k}] ({directory}) has another vocabulary than '
+                       f'teacher.checkpoints[0] ({run.teacher.dir}); every teacher must read '
+                       'the same token ids')
+    opened.append(ckpt)
+  return opened
+
+
+def teacher_weights(section, num_teachers: int) -> tuple[float, ...] | None:
+  """The teachers' fixed weights in the soft loss, normalised to sum 1 (None: one
+  teacher, whose loss is plain KD). `distill.teacher_weights=()`: equal weights."""
+  given = tuple(float(w) for w in section.teacher_weights)
+  if given and len(given) != num_teachers:
+    raise KdjaxError(f'distill.teacher_weights {given} must give one weight per teacher '
+                     f'({num_teachers})')
+  if any(not w >= 0 for w in given) or (given and sum(given) <= 0):
+    raise KdjaxError(f'distill.teacher_weights {given} must be >= 0 and not all 0')
+  if num_teachers == 1:
+    return None
+  given = given or (1.0,) * num_teachers
+  return tuple(w / sum(given) for w in given)
+
+
+def layer_targets(section, student_config, teacher_config) -> pieces.LayerTargets:
+  """`distill.{hidden_weight, attention_weight, layer_map}` checked against the
+  two architectures (the layer map defaults to evenly spaced teacher layers)."""
+  return pieces.LayerTargets(
+      students.checked_layer_map(section.layer_map, student_config.num_layers,
+                                 teacher_config.num_layers, 'distill.layer_map'),
+      float(section.hidden_weight), float(section.attention_weight))
+
+
+def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eval_fn_for,
+                 k: int = 0, checkpoint: HFCheckpoint | None = None):
+  """Teacher k (default the run's teacher) fine-tuned on the task (a resumable
+  phase), and a function that returns its logits on a split from the
+  teacher-output store.
 
   Returns (model, replicated params, jitted predict, outputs_on), where
   `outputs_on(arrays, fingerprint) -> logits [N, C]` computes them once per
   split (keyed by its `fingerprint`) and reads them from the store after that.
   """
   config, mesh, lengths = run.config, run.mesh, run.lengths
+  checkpoint = checkpoint or run.teacher.checkpoint
+  name, seed = teacher_name(k), teacher_seed(config.teacher, k)
   # What the teacher's training and outputs depend on besides the data.
   shape = (config.data.max_length, lengths, *teachers.dtype_parts(config))
   # With teacher.store_dir, runs that share it (and the teacher config, data and
   # teacher.seed) share the fine-tuned teacher and its outputs.
   root = run.workdir
   if config.teacher.store_dir:
-    root = os.path.join(config.teacher.store_dir, spec.name, 'teacher-' + teachers.config_key(
-        teachers.settings(config.teacher), data_key, *shape))
-  t_model, t_params = teachers.build_teacher(run.teacher.checkpoint, spec, config.teacher.seed)
+    own = {**teachers.settings(config.teacher),
+           'checkpoint': teachers.checkpoints_of(config.teacher)[k], 'seed': seed}
+    root = os.path.join(config.teacher.store_dir, spec.name,
+                        'teacher-' + teachers.config_key(own, data_key, *shape))
+  t_model, t_params = teachers.build_teacher(checkpoint, spec, seed)
   t_predict = jit_predict(t_model, mesh)
   if config.teacher.epochs > 0:
     start = classifier_start(t_model, t_params, train_arrays, spec, config.teacher, mesh,
-                             name='teacher', lengths=lengths)
-    t_params = train_classifier(run, 'teacher', start, train_arrays, config.teacher,
-                                eval_fn_for(t_predict), phase_id=seeds.TEACHER,
-                                seed=config.teacher.seed, lengths=lengths,
+                             name=name, lengths=lengths)
+    t_params = train_classifier(run, name, start, train_arrays, config.teacher,
+                                eval_fn_for(t_predict), phase_id=seeds.kd_teacher(k),
+                                seed=seed, lengths=lengths,
                                 best_metric=best_metric(config.teacher, spec),
-                                checkpoint_dir=os.path.join(root, 'checkpoints', 'teacher'))
+                                checkpoint_dir=os.path.join(root, 'checkpoints', name))
   t_params = parallel.replicate(t_params, mesh)
   weights = teachers.params_digest(t_params)
 
@@ -61,7 +125,7 @@ def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eva
         os.path.join(root, 'cache'), 'teacher_outputs', key,
         lambda: {'logits': loop.predict_all(t_predict, t_params, model_inputs(arrays),
                                             config.eval_batch_size, mesh,
-                                            desc='teacher outputs', lengths=lengths)}
+                                            desc=f'{name} outputs', lengths=lengths)}
     )['logits']
   return t_model, t_params, t_predict, outputs_on
 
@@ -70,6 +134,10 @@ def run(config, workdir: str) -> dict:
   """Runs all phases; returns (and writes to workdir/summary.json) the summary."""
   r = scaffold.begin(config, workdir)
   ckpt, mesh = r.teacher.checkpoint, r.mesh
+  checkpoints = [ckpt] + open_more_teachers(r)
+  weights = teacher_weights(config.distill, len(checkpoints))
+  s_config = students.student_config(ckpt.config, config.student)
+  layers = layer_targets(config.distill, s_config, ckpt.config)
   spec, splits = load_task(config.data)
   dev_split, final_split = during_training_eval_split(splits), final_eval_split(splits)
   for name in set((dev_split, final_split)):
@@ -80,30 +148,45 @@ def run(config, workdir: str) -> dict:
   log = r.open_log()
 
   def eval_fn_for(predict):
-    return lambda params: loop.evaluate(predict, params, model_inputs(encoded[dev_split]),
+    # Students carry projections beside the classifier while they train.
+    return lambda params: loop.evaluate(predict, pieces.classifier_params(params),
+                                        model_inputs(encoded[dev_split]),
                                         encoded[dev_split]['labels'], spec,
                                         config.eval_batch_size, mesh, r.lengths)
 
-  # 1. Teacher.
-  t_model, t_params, t_predict, teacher_outputs_on = task_teacher(
-      r, spec, encoded['train'], fingerprint(splits['train']), eval_fn_for)
+  # 1. Teachers.
+  train_key = fingerprint(splits['train'])
+  tutors = [task_teacher(r, spec, encoded['train'], train_key, eval_fn_for, k, c)
+            for k, c in enumerate(checkpoints)]
+  t_model, t_params = tutors[0][:2]
 
-  # 2. The teacher's outputs over the training set (computed once) while, on
+  # 2. The teachers' outputs over the training set (computed once) while, on
   # another thread, the student is initialised and its step compiled.
-  s_config = students.student_config(ckpt.config, config.student)
-  train_columns = {**encoded['train'], 'teacher_logits': jax.ShapeDtypeStruct(
-      (len(splits['train']), spec.num_outputs), np.float32)}
+  logits_shape = ((len(splits['train']), spec.num_outputs) if weights is None
+                  else (len(splits['train']), len(tutors), spec.num_outputs))
+  train_columns = {**encoded['train'],
+                   'teacher_logits': jax.ShapeDtypeStruct(logits_shape, np.float32)}
 
   def student_start():
     model, params = students.init_student(
         s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
         jax.device_get(t_params), config.student.teacher_layers, config.student.layer_choice)
+    if layers.hidden_weight > 0 and s_config.hidden_size != ckpt.config.hidden_size:
+      params['projection'] = jax.tree.map(np.asarray, pieces.init_projections(
+          config.seed + seeds.KD_PROJECTIONS, s_config.num_layers, s_config.hidden_size,
+          ckpt.config.hidden_size))
+    step = pieces.distill_step(
+        model, alpha=config.distill.alpha, temperature=config.distill.temperature,
+        regression=spec.regression, teacher_weights=weights, teacher=t_model, layers=layers)
     return model, classifier_start(
         model, params, train_columns, spec, config.distill, mesh, name='student',
-        alpha=config.distill.alpha, temperature=config.distill.temperature,
-        compile_ahead=True, lengths=r.lengths)
-  (s_model, s_start), teacher_logits = loop.overlapped(
-      student_start, lambda: teacher_outputs_on(encoded['train'], fingerprint(splits['train'])))
+        compile_ahead=True, lengths=r.lengths, step=step,
+        frozen=t_params if layers.on else None)
+
+  def all_teacher_logits():
+    logits = [outputs_on(encoded['train'], train_key) for *_, outputs_on in tutors]
+    return logits[0] if weights is None else np.stack(logits, axis=1)
+  (s_model, s_start), teacher_logits = loop.overlapped(student_start, all_teacher_logits)
 
   # 3. Student.
   s_predict = jit_predict(s_model, mesh)
@@ -119,18 +202,28 @@ def run(config, workdir: str) -> dict:
   result = {'task': spec.name, 'eval_split': final_split, 'dev_split': dev_split,
             'split_origins': {k: v.origin for k, v in splits.items()},
             'data_sizes': {k: len(v) for k, v in splits.items()}}
+  if layers.on:
+    result['layer_losses'] = {
+        'hidden_weight': layers.hidden_weight, 'attention_weight': layers.attention_weight,
+        'layer_map': list(layers.layer_map),
+        # trained with the student, not part of it (nor of its export)
+        'projection_params': count_params(s_params.get('projection', {}))}
   final = encoded[final_split]
-  for role, model_cfg, model_params, predict, outputs in (
-      # The teacher's outputs on the final split come from the store: a rerun,
-      # or another student of the same teacher, does not evaluate it again.
-      ('teacher', ckpt.config, t_params, t_predict,
-       teacher_outputs_on(final, fingerprint(splits[final_split]))),
-      ('student', s_config, s_params, s_predict, None)):
+  described = []
+  for k, (model, params, predict, outputs_on) in enumerate(tutors):
+    # The teacher's outputs on the final split come from the store: a rerun,
+    # or another student of the same teacher, does not evaluate it again.
+    described.append((teacher_name(k), checkpoints[k].config, params, predict,
+                      outputs_on(final, fingerprint(splits[final_split]))))
+  described.append(('student', s_config, pieces.classifier_params(s_params), s_predict, None))
+  for role, model_cfg, model_params, predict, outputs in described:
     result[role] = summary.describe_model(
         model_cfg, model_params, predict, model_inputs(final), final['labels'], spec,
         r.path('export', role), r.teacher.dir, config, mesh, r.lengths, outputs)
     log.write(f'{role}_final', 0,
               {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
+  if weights is not None:
+    result['teacher_weights'] = list(weights)
   result['comparison'] = summary.compare(result['teacher'], result['student'],
                                          spec.metrics[0])
   return r.finish(result)

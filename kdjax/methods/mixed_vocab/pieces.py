@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from kdjax.errors import KdjaxError
-from kdjax.losses import weighted_mean
+from kdjax.losses import hidden_state_mse, mean_over_positions, weighted_mean
 from kdjax.models.mixed import STUDENT_VOCAB, TEACHER_VOCAB
 from kdjax.steps import make_step
 PROJECTIONS = ('down', 'up')
@@ -140,13 +140,9 @@ def _token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
 
 
-def _mean_over_positions(values: jax.Array, weights: jax.Array) -> jax.Array:
-  return jnp.sum(values * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
-
-
 def mlm_loss(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
   """Mean CE over each sequence's masked positions. [B, M, V], [B, M], [B, M] -> [B]."""
-  return _mean_over_positions(_token_cross_entropy(logits, targets), weights)
+  return mean_over_positions(_token_cross_entropy(logits, targets), weights)
 
 
 def dual_mlm_loss(teacher_logits: jax.Array, student_logits: jax.Array, targets: jax.Array,
@@ -159,14 +155,15 @@ def dual_mlm_loss(teacher_logits: jax.Array, student_logits: jax.Array, targets:
   is_student = target_vocab == STUDENT_VOCAB
   ce_teacher = _token_cross_entropy(teacher_logits, jnp.where(is_student, 0, targets))
   ce_student = _token_cross_entropy(student_logits, jnp.where(is_student, targets, 0))
-  return _mean_over_positions(jnp.where(is_student, ce_student, ce_teacher), weights)
+  return mean_over_positions(jnp.where(is_student, ce_student, ce_teacher), weights)
 
 
 def shared_projection_loss(teacher_hidden: Sequence[jax.Array],
                            student_hidden: Sequence[jax.Array], projection: jax.Array,
                            layer_map: Sequence[int], mask: jax.Array,
                            direction: str = 'down') -> jax.Array:
-  """Σ_l MSE(U · h_T^(m(l)), h_S^(l)) with one U for every layer -> [B].
+  """Σ_l MSE(U · h_T^(m(l)), h_S^(l)) with one U for every layer -> [B]
+  (`kdjax.losses.hidden_state_mse` with one shared projection).
 
   teacher_hidden / student_hidden: hidden states as the encoder returns them
   (index 0 the embeddings, i the output of layer i), each [B, L, d]. Student
@@ -180,13 +177,9 @@ def shared_projection_loss(teacher_hidden: Sequence[jax.Array],
   if len(layer_map) != len(student_hidden) - 1:
     raise KdjaxError(f'layer map {tuple(layer_map)} must name one teacher layer per '
                      f'student layer ({len(student_hidden) - 1})')
-  mask = mask.astype(jnp.float32)
-  total = jnp.zeros(mask.shape[0], jnp.float32)
-  for l, m in enumerate(layer_map, start=1):
-    h_t, h_s = teacher_hidden[m].astype(jnp.float32), student_hidden[l].astype(jnp.float32)
-    diff = (h_t @ projection - h_s) if direction == 'down' else (h_s @ projection - h_t)
-    total = total + _mean_over_positions(jnp.mean(jnp.square(diff), axis=-1), mask)
-  return total
+  pairs = tuple(enumerate(layer_map, start=1))
+  return hidden_state_mse(teacher_hidden, student_hidden, pairs, mask, projection,
+                          'teacher' if direction == 'down' else 'student')
 
 
 # ------------------------------------------------------------------ train steps

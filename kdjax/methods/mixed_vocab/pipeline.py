@@ -175,12 +175,8 @@ def pretrain_student(run: scaffold.Run, tok_s, corpus: list[str], s_config: Bert
   if basis is not None:  # the rest of the input layer, and U, in the same subspace
     _transfer_to_student(s_params, ckpt.encoder_params['embeddings'], basis,
                          np.asarray(jax.device_get(dual_params['student_up'])), s2.projection)
-  layer_map = tuple(s2.layer_map) or students.default_layer_map(s_config.num_layers,
-                                                                ckpt.config.num_layers)
-  if len(layer_map) != s_config.num_layers or not all(
-      0 <= t < ckpt.config.num_layers for t in layer_map):
-    raise KdjaxError(f'stage2.layer_map {layer_map} must name {s_config.num_layers} teacher '
-                     f'layers in [0, {ckpt.config.num_layers})')
+  layer_map = students.checked_layer_map(s2.layer_map, s_config.num_layers,
+                                         ckpt.config.num_layers, 'stage2.layer_map')
   step = pieces.student_distill_step(
       student, teacher=dual, segmentation=segmentation,
       layer_map=tuple(t + 1 for t in layer_map),  # hidden-state indices

@@ -21,7 +21,9 @@ import jax.numpy as jnp
 import optax
 
 from kdjax.errors import KdjaxError
-from kdjax.losses import distillation_loss, weighted_mean
+# multi_teacher_loss is one of this method's pieces; it lives with the other KD losses.
+from kdjax.losses import multi_teacher_loss, teacher_kd_losses, weighted_mean  # noqa: F401
+from kdjax.methods.kd.pieces import multi_teacher_classifier_loss
 from kdjax.steps import (State, apply_gradients, encoder_inputs, make_step, training_forward,
                          weighted_loss_fn)
 
@@ -140,26 +142,6 @@ def selection_weights(probs: jax.Array, actions: jax.Array | None, selection: st
   raise KdjaxError(f'selection {selection!r}: use one of {SELECTIONS}')
 
 
-def teacher_kd_losses(student_out: jax.Array, labels: jax.Array, teacher_out: jax.Array, *,
-                      temperature: float, regression: bool) -> jax.Array:
-  """KD(p_Tk, z_S) for every teacher: [B, C], [B], [B, K, C] -> [B, K]."""
-  soft_only = lambda t: distillation_loss(student_out, labels, t, alpha=0.0,
-                                          temperature=temperature, regression=regression)
-  return jax.vmap(soft_only, in_axes=1, out_axes=1)(teacher_out)
-
-
-def multi_teacher_loss(student_out: jax.Array, labels: jax.Array, teacher_out: jax.Array,
-                       teacher_weights: jax.Array, *, alpha: float, temperature: float,
-                       regression: bool) -> jax.Array:
-  """α · gold loss + (1 − α) · Σ_k w_jk · KD(p_Tk, z_S), per instance -> [B]."""
-  hard = distillation_loss(student_out, labels, None, alpha=1.0, temperature=1.0,
-                           regression=regression)
-  kd = teacher_kd_losses(student_out, labels, teacher_out, temperature=temperature,
-                         regression=regression)
-  weights = jax.lax.stop_gradient(teacher_weights)
-  return alpha * hard + (1.0 - alpha) * jnp.sum(weights * kd, axis=-1)
-
-
 def heldout_score(student_out: jax.Array, labels: jax.Array, weights: jax.Array,
                   regression: bool) -> jax.Array:
   """Accuracy on a held-out batch (negative mean squared error for regression) -> []."""
@@ -224,26 +206,13 @@ def init_policy_state(policy: nn.Module, num_features: int, num_teachers: int,
           'baseline': jnp.zeros((), jnp.float32), 'updates': jnp.zeros((), jnp.int32)}
 
 
-def _multi_teacher_loss(teacher_weights, *, alpha, temperature, regression):
-  """`multi_teacher_loss` as a per-example loss of (student logits, batch);
-  `teacher_weights`: [B, K], or a tuple of K weights for every instance."""
-  def loss(out, batch):
-    weights = teacher_weights
-    if isinstance(weights, tuple):
-      weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32),
-                                 batch['teacher_logits'].shape[:2])
-    return multi_teacher_loss(out, batch['labels'], batch['teacher_logits'], weights,
-                              alpha=alpha, temperature=temperature, regression=regression)
-  return loss
-
-
 def _student_update(state: State, batch, rng, teacher_weights, *, model, tx, alpha,
                     temperature, regression):
   """One optimiser step of the student on `multi_teacher_loss`.
 
   Returns (student part of the state: params, opt_state; loss; gradient norm).
   """
-  loss_fn = weighted_loss_fn(training_forward(model), _multi_teacher_loss(
+  loss_fn = weighted_loss_fn(training_forward(model), multi_teacher_classifier_loss(
       teacher_weights, alpha=alpha, temperature=temperature, regression=regression),
                              batch, rng)
   stepped, metrics = apply_gradients(state, loss_fn, tx, has_aux=True)
@@ -259,7 +228,7 @@ def fixed_weight_step(model, *, teacher_weights: tuple, alpha: float, temperatur
   (1/K,..) is equal-weight KD and the RL-KD warm-up; a one-hot is one
   teacher's KD.
   """
-  return make_step('fixed_weight_step', training_forward(model), _multi_teacher_loss(
+  return make_step('fixed_weight_step', training_forward(model), multi_teacher_classifier_loss(
       tuple(teacher_weights), alpha=alpha, temperature=temperature, regression=regression))
 
 
