@@ -30,7 +30,8 @@ import numpy as np
 from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
                     run_method)
 
-ARMS = {  # key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for the config's)
+# key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for the config's)
+ARMS = {
     'task_random': ('task only, random embeddings', False, 'random', 1.0),
     'task_teacher': ('task only, teacher-derived embeddings', False, 'teacher', 1.0),
     'stages_1_2': ('Stages I-II, then the task without KD', True, 'teacher', 1.0),
@@ -138,11 +139,14 @@ def reading(table: dict) -> list[str]:
       p = t['paired'][key]
       mean, std = p['mean_std']
       noise = max(t['rows'][a]['metric'][1], t['rows'][b]['metric'][1])
-      verdict = ('beyond' if abs(mean) > max(noise, 2 * std / np.sqrt(len(p['per_seed'])))
-                 else 'within') if len(p['per_seed']) > 1 else 'one seed'
+      n = len(p['per_seed'])
+      # Beyond the noise: larger than either arm's seed std and than two
+      # standard errors of the paired mean.
+      verdict = (('beyond' if abs(mean) > max(noise, 2 * std / np.sqrt(n)) else 'within')
+                 + ' the noise') if n > 1 else 'one seed: no spread measured'
       parts.append(f"{task} {mean:+.4f} ± {std:.4f} (per seed "
-                   f"{', '.join(f'{d:+.4f}' for d in p['per_seed'])}; {p['wins']} of "
-                   f"{len(p['per_seed'])} seeds positive; {verdict} the noise)")
+                   f"{', '.join(f'{d:+.4f}' for d in p['per_seed'])}; {p['wins']} of {n} "
+                   f"positive; {verdict})")
     lines.append(f"{ARMS[a][0]} minus {ARMS[b][0]}: " + '; '.join(parts) + '.')
   return lines
 
@@ -156,13 +160,14 @@ def write_results(name: str, record: dict) -> None:
   code = record.get('code_version', {})
   lines = [f"# Mixed-vocabulary distillation ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
-           f"Code: {code.get('commit', 'unknown')}{' (with local changes)' if code.get('dirty') else ''}; "
+           f"Code: {code.get('commit', 'unknown')}"
+           f"{' (with local changes)' if code.get('dirty') else ''}; "
            f"seeds {record['seeds']} (Stage III; the vocabulary and Stages I-II are trained "
            f"once, seed {c['mixed']['pretrain_seed']}, and shared by every task and seed); "
            f"wall clock {record['wall_minutes']:.1f} min; hardware: {hw['cpu_count']} CPU cores, "
            f"{hw['device_count']} {hw['platform']} device(s), jax {hw['jax']}; "
            f"date {record['date']}.  ",
-           f"Teacher: all-MiniLM-L6-v2 fine-tuned {c['teacher']['epochs']:g} epochs per task "
+           f"Teacher: all-MiniLM-L6-v2 fine-tuned for {c['teacher']['epochs']:g} epoch(s) per task "
            f"(seed {c['teacher']['seed']}). Student: {st['num_layers']} layers x "
            f"{st['hidden_size']}, feed-forward {st['intermediate_size']}, "
            f"{st['max_positions']} positions, {c['mixed']['vocab_size']}-token WordPiece "
@@ -170,7 +175,7 @@ def write_results(name: str, record: dict) -> None:
            f"{c['mixed']['max_corpus_texts']} texts); Stage I {c['stage1']['steps']} steps of "
            f"{c['stage1']['batch_size']} (p_SV to {c['stage1']['p_student']}), Stage II "
            f"{c['stage2']['steps']} steps of {c['stage2']['batch_size']} (projection "
-           f"{c['stage2']['projection']}), Stage III {c['distill']['epochs']:g} epochs (KD "
+           f"{c['stage2']['projection']}), Stage III {c['distill']['epochs']:g} epoch(s) (KD "
            f"alpha {c['distill']['alpha']} in Stages I-III, 1 elsewhere; best dev evaluation "
            f"kept: {c['distill']['keep_best']}). Max length {c['data']['max_length']}; at most "
            f"{c['data']['max_train_examples']} training examples per task (split seed "

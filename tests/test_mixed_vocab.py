@@ -435,7 +435,8 @@ def test_a_run_is_reproduced_from_its_config_under_any_hash_seed(tmp_path, glue_
   from tests.conftest import REPO
   # configs/mixed_vocab.py:quick, smaller still: every stage runs, in two
   # length buckets, with one evaluation per phase.
-  overrides = [f'--config.data.glue_dir={glue_dir}', f'--config.teacher.checkpoint={tiny_teacher_dir}',
+  overrides = [f'--config.data.glue_dir={glue_dir}',
+               f'--config.teacher.checkpoint={tiny_teacher_dir}',
                '--config.data.max_train_examples=64', '--config.data.max_eval_examples=32',
                '--config.data.buckets=(16, 32)', '--config.student.hidden_size=16',
                '--config.student.intermediate_size=32', '--config.student.num_layers=2',
@@ -484,3 +485,49 @@ def test_default_student_is_as_deep_as_the_teacher_and_under_7_mb(minilm_dir):
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids, np.ones_like(ids)))
   params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
   assert 4 * params < 7e6, params
+
+
+def test_experiment_table_pairs_the_arms_seed_by_seed():
+  """experiments/mixed_vocab.py: per-seed paired differences of the named arms,
+  the majority baseline and the size and kept-fraction verdicts, from summaries."""
+  import importlib.util
+  import sys
+  from tests.conftest import REPO
+  sys.path.insert(0, os.path.join(REPO, 'experiments'))
+  try:
+    spec = importlib.util.spec_from_file_location(
+        'mixed_vocab_experiment', os.path.join(REPO, 'experiments', 'mixed_vocab.py'))
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+  finally:
+    sys.path.remove(os.path.join(REPO, 'experiments'))
+  scores = {'task_random': [0.70, 0.72, 0.71], 'task_teacher': [0.74, 0.75, 0.745],
+            'stages_1_2': [0.75, 0.74, 0.755], 'stages_1_3': [0.78, 0.77, 0.79]}
+
+  def summary(arm, value):
+    return {'comparison': {'primary_metric': 'accuracy', 'kept_fraction': value / 0.84,
+                           'speedup': 9.0},
+            'teacher': {'metrics': {'accuracy': 0.84}, 'params': 22_713_986,
+                        'disk_bytes': 90_870_000, 'examples_per_s': 40.0,
+                        'architecture': {'vocab': 30522}},
+            'student': {'metrics': {'accuracy': value}, 'params': 1_665_922,
+                        'disk_bytes': 6_675_472, 'disk_bytes_fp16': 3_340_000,
+                        'examples_per_s': 360.0, 'architecture': {'vocab': 5000}},
+            'majority': {'accuracy': 0.509}, 'eval_split': 'dev',
+            'data_sizes': {'train': 4000, 'dev': 872}, 'corpus_texts': 20000,
+            'student_vocab': 5000}
+
+  runs = {'sst2': {arm: [summary(arm, v) for v in values] for arm, values in scores.items()}}
+  table = experiment.build_table(runs)['sst2']
+  np.testing.assert_allclose(table['paired']['stages_1_2 - task_teacher']['per_seed'],
+                             [0.01, -0.01, 0.01], atol=1e-9)
+  np.testing.assert_allclose(table['paired']['stages_1_3 - task_teacher']['per_seed'],
+                             [0.04, 0.02, 0.045], atol=1e-9)
+  np.testing.assert_allclose(table['paired']['task_teacher - task_random']['per_seed'],
+                             [0.04, 0.03, 0.035], atol=1e-9)
+  assert table['paired']['stages_1_2 - task_teacher']['wins'] == 2
+  assert table['majority'] == 0.509 and table['rows']['task_random']['above_majority']
+  lines = experiment.reading({'sst2': table})
+  # Only Stages I-III keeps >= 90% of 0.84 (0.756) on average.
+  assert lines[0].split(' Kept')[0] == ("A student under 7 MB keeps >= 90% of the teacher's "
+                                        "metric on every task: Stages I-III (task KD).")
