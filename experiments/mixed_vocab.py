@@ -5,6 +5,7 @@ keep, and what do Stages I-II add beyond the teacher-derived initialisation?
       --workdir runs/mixed_exp [--tasks sst2,bbc,stsb --seeds 0,1,2] [--config.KEY=VALUE ...]
   python experiments/mixed_vocab.py --quick     # BBC and STS-B, tiny, one seed: a smoke test
   python experiments/mixed_vocab.py --rewrite   # redo the table from the saved JSON
+  python experiments/mixed_vocab.py --sizes     # the student's size, and the trades for 7 MB
 
 One student vocabulary and one Stage I + II pre-training on the corpus
 (configs/mixed_vocab.py, shared by every task and seed: WORKDIR/shared), one
@@ -218,6 +219,36 @@ def write_results(name: str, record: dict) -> None:
   print('\n'.join(lines))
 
 
+def print_sizes(config) -> None:
+  """Parameters and fp32 / fp16 weight bytes of the configured student with a
+  full `mixed.vocab_size` vocabulary and a two-class head, beside the
+  variants that trade depth, feed-forward, width or positions for size."""
+  import jax
+  from kdjax.methods.mixed_vocab.pipeline import student_bert_config
+  from kdjax.models.heads import BertClassifier
+  s = config.student
+  variants = [('configured', {}), ('feed-forward 512', {'intermediate_size': 512}),
+              ('feed-forward 448', {'intermediate_size': 448}),
+              ('feed-forward 448, 64 positions', {'intermediate_size': 448, 'max_positions': 64}),
+              ('width 112, feed-forward 448', {'hidden_size': 112, 'intermediate_size': 448}),
+              ('4 layers, feed-forward 512', {'num_layers': 4, 'intermediate_size': 512})]
+  ids = np.zeros((1, 8), np.int32)
+  print(f"{'student':34} {'layers':>6} {'width':>5} {'ff':>4} {'pos':>4} {'parameters':>11} "
+        f"{'fp32 MB':>8} {'fp16 MB':>8}")
+  for label, change in variants:
+    c = config.copy_and_resolve_references()
+    c.student.update(change)
+    model = BertClassifier(student_bert_config(c, c.mixed.vocab_size), 2)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids,
+                                               np.ones_like(ids)))
+    n = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+    st = c.student
+    print(f'{label:34} {st.num_layers:>6} {st.hidden_size:>5} {st.intermediate_size:>4} '
+          f'{st.max_positions:>4} {n:>11,} {4 * n / 1e6:>8.2f} {2 * n / 1e6:>8.2f}')
+  print(f'(vocabulary {config.mixed.vocab_size:,} tokens, {s.num_heads} heads; '
+        'weights only: a safetensors file adds a few kB of header)')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', default='runs/mixed_exp')
@@ -228,7 +259,14 @@ def main() -> None:
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--rewrite', action='store_true',
                       help='rebuild the table and reading from the saved JSON')
+  parser.add_argument('--sizes', action='store_true',
+                      help="print the student's size and the trades for 7 MB, then stop")
   args, overrides = parser.parse_known_args()
+  if args.sizes:
+    config = load_config('mixed_vocab')
+    apply_overrides(config, overrides)
+    print_sizes(config)
+    return
   name = 'mixed_vocab_quick' if args.quick else 'mixed_vocab'
   if args.rewrite:
     with open(os.path.join(RESULTS, f'{name}.json')) as f:
