@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from common import REPO, RESULTS, guarded
+from common import HERE, REPO, RESULTS, guarded
 
 # configs/mixed_vocab.py:quick, smaller still (as tests/test_mixed_vocab.py runs it).
 OVERRIDES = ('--config.data.max_train_examples=64', '--config.data.max_eval_examples=32',
@@ -159,7 +159,13 @@ def main() -> None:
   from kdjax.summary import code_version, hardware
   root = os.path.abspath(args.workdir)
   shutil.rmtree(root, ignore_errors=True)  # fresh runs: nothing resumed
-  teacher = tiny_teacher(os.path.join(root, 'teacher'))
+  teacher = os.path.join(root, 'teacher')
+  # Built in a child process: this one starts no JAX threads before it forks
+  # the runs (a fork of a multithreaded process can deadlock).
+  subprocess.run([sys.executable, '-c', f'from reproducibility import tiny_teacher; '
+                  f'tiny_teacher({teacher!r})'], cwd=HERE, check=True,
+                 env={**os.environ, 'PYTHONPATH': os.pathsep.join([REPO, HERE]),
+                      'JAX_PLATFORMS': 'cpu'})
   glue_dir = os.path.abspath(args.glue_dir)
   procs = {name: launch(os.path.join(root, name), teacher, glue_dir, *how)
            for name, how in RUNS.items()}
