@@ -279,6 +279,7 @@ def main() -> None:
   from kdjax.summary import code_version, hardware
 
   started = time.time()
+  version = code_version()  # of the code that runs, before anything can change it
   config = load_config('mixed_vocab', 'quick' if args.quick else None)
   apply_overrides(config, overrides)
   tasks = (args.tasks or (QUICK_TASKS if args.quick else FULL_TASKS)).split(',')
@@ -292,7 +293,7 @@ def main() -> None:
   record = {'name': name, 'variant': 'quick' if args.quick else 'full',
             'command': 'python experiments/mixed_vocab.py ' + ' '.join(sys.argv[1:]),
             'date': datetime.date.today().isoformat(), 'seeds': seeds, 'tasks': tasks,
-            'config': config.to_dict(), 'hardware': hardware(), 'code_version': code_version(),
+            'config': config.to_dict(), 'hardware': hardware(), 'code_version': version,
             'wall_minutes': (time.time() - started) / 60, 'table': table, 'runs': runs}
   record['reading'] = reading(table)
   write_results(name, record)

@@ -157,6 +157,7 @@ def main() -> None:
   if not args.glue_dir:
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --glue_dir')
   from kdjax.summary import code_version, hardware
+  version = code_version()  # of the code that runs, before anything can change it
   root = os.path.abspath(args.workdir)
   shutil.rmtree(root, ignore_errors=True)  # fresh runs: nothing resumed
   teacher = os.path.join(root, 'teacher')
@@ -175,7 +176,7 @@ def main() -> None:
       sys.exit(f'kdjax: error: run {name} failed: {err.strip().splitlines()[-1]}')
   outcomes = {name: outcome(os.path.join(root, name)) for name in RUNS}
   record = {'command': 'python experiments/reproducibility.py ' + ' '.join(sys.argv[1:]),
-            'date': datetime.date.today().isoformat(), 'code_version': code_version(),
+            'date': datetime.date.today().isoformat(), 'code_version': version,
             'hardware': hardware(), 'overrides': list(OVERRIDES),
             'comparisons': {f'{a} vs {b}': compare(outcomes[a], outcomes[b]) for a, b in PAIRS},
             'vocabulary_sha256': {n: hashlib.sha256(o['vocab'].encode()).hexdigest()
