@@ -1,17 +1,21 @@
-"""Mixed-vocabulary distillation: how small does the student get, and what does
-it keep?
+"""Mixed-vocabulary distillation: how small does the student get, what does it
+keep, and what do Stages I-II add beyond the teacher-derived initialisation?
 
   KDJAX_GLUE_DIR=../shared/data/glue python experiments/mixed_vocab.py \
-      --workdir runs/mixed_exp --tasks sst2,mrpc --seeds 0,1,2 [--config.KEY=VALUE ...]
-  python experiments/mixed_vocab.py --quick     # RTE, tiny: a smoke test
+      --workdir runs/mixed_exp [--tasks sst2,bbc,stsb --seeds 0,1,2] [--config.KEY=VALUE ...]
+  python experiments/mixed_vocab.py --quick     # BBC and STS-B, tiny, one seed: a smoke test
   python experiments/mixed_vocab.py --rewrite   # redo the table from the saved JSON
+  python experiments/mixed_vocab.py --sizes     # the student's size, and the trades for 7 MB
 
 One student vocabulary and one Stage I + II pre-training on the corpus
 (configs/mixed_vocab.py, shared by every task and seed: WORKDIR/shared), one
-fine-tuned teacher per task (WORKDIR/teachers); then per task and seed three
-students of the same size and vocabulary: trained on the task alone
-('no distillation'), Stages I-II then the task without KD, and Stages I-III
-with task KD. Writes experiments/results/mixed_vocab{,_quick}.md and .json.
+fine-tuned teacher per task (WORKDIR/teachers); then per task and seed four
+students of the same size and vocabulary (ARMS): trained on the task alone from
+random embeddings, trained on the task alone from the teacher-derived
+embeddings Stage I starts from (the control arm), Stages I-II then the task
+without KD, and Stages I-III. Runs live in WORKDIR/<task>/<arm>-seed<k>: a
+stopped experiment started again resumes, and finished runs return at once.
+Writes experiments/results/mixed_vocab{,_quick}.md and .json.
 """
 from __future__ import annotations
 
@@ -22,78 +26,129 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
                     run_method)
 
-VARIANTS = {  # key: (label, mixed.pretrain, distill.alpha or None for the config's)
-    'task_only': ('same student, no distillation', False, 1.0),
-    'mixed_no_kd': ('Stages I-II, task without KD', True, 1.0),
-    'mixed': ('Stages I-III (mixed vocabulary + task KD)', True, None),
+# key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for the config's)
+ARMS = {
+    'task_random': ('task only, random embeddings', False, 'random', 1.0),
+    'task_teacher': ('task only, teacher-derived embeddings', False, 'teacher', 1.0),
+    'stages_1_2': ('Stages I-II, then the task without KD', True, 'teacher', 1.0),
+    'stages_1_3': ('Stages I-III (task KD)', True, 'teacher', None),
 }
+# Per-seed paired differences (arm - arm): runs of one seed share the vocabulary,
+# the classifier head's initial weights and the data order, so the pairing
+# removes that shared noise.
+DIFFERENCES = (
+    ('stages_1_2', 'task_teacher'),  # pre-training beyond the initialisation, no KD in either
+    ('stages_1_3', 'task_teacher'),  # pre-training and task KD beyond the initialisation
+    ('task_teacher', 'task_random'),  # the initialisation alone
+)
+FULL_TASKS, QUICK_TASKS = 'sst2,bbc,stsb', 'bbc,stsb'
+FULL_SEEDS, QUICK_SEEDS = '0,1,2', '0'
+KEPT_TARGET = 0.9  # of the teacher's metric
+SIZE_TARGET = 7e6  # bytes of fp32 weights
+
+
+def arm_config(config, task: str, seed: int, arm: str):
+  _, pretrain, embedding_init, alpha = ARMS[arm]
+  c = config.copy_and_resolve_references()
+  c.data.task, c.seed = task, seed
+  c.data.source = 'bbc' if task == 'bbc' else config.data.source
+  c.mixed.pretrain, c.mixed.embedding_init = pretrain, embedding_init
+  if alpha is not None:
+    c.distill.alpha = alpha
+  return c
 
 
 def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
-  runs = {task: {} for task in tasks}
+  runs = {task: {arm: [] for arm in ARMS} for task in tasks}
   for seed in seeds:  # seed-major: a run stopped early has whole seeds of every task
     for task in tasks:
-      for key, (_, pretrain, alpha) in VARIANTS.items():
-        c = config.copy_and_resolve_references()
-        c.data.task, c.seed = task, seed
-        c.data.source = 'bbc' if task == 'bbc' else config.data.source
-        c.mixed.pretrain = pretrain
-        if alpha is not None:
-          c.distill.alpha = alpha
-        runs[task].setdefault(key, []).append(
-            run_method(c, os.path.join(workdir, task, f'{key}-seed{seed}')))
+      for arm in ARMS:
+        runs[task][arm].append(run_method(arm_config(config, task, seed, arm),
+                                          os.path.join(workdir, task, f'{arm}-seed{seed}')))
   return runs
+
+
+def clearly_above(values: list[float], baseline: float) -> bool:
+  """Above a baseline by more than 1 point and more than twice the seed std."""
+  mean, std = mean_std(values)
+  return mean - baseline > max(0.01, 2.0 * std)
 
 
 def build_table(runs: dict) -> dict:
   table = {}
-  for task, by_variant in runs.items():
-    first = next(iter(by_variant.values()))[0]
+  for task, by_arm in runs.items():
+    first = by_arm['task_random'][0]
     metric = first['comparison']['primary_metric']
     teacher = first['teacher']
+    majority = first['majority'][metric]
     rows = {}
-    for key, results in by_variant.items():
+    for arm, results in by_arm.items():
       s = results[0]['student']
-      rows[key] = {'metric': mean_std([r['student']['metrics'][metric] for r in results]),
+      values = [r['student']['metrics'][metric] for r in results]
+      rows[arm] = {'metric': mean_std(values), 'per_seed': values,
                    'kept': mean_std([r['comparison']['kept_fraction'] for r in results]),
                    'speedup': mean_std([r['comparison']['speedup'] for r in results]),
-                   'seeds': len(results),
-                   'params': s['params'], 'disk_bytes': s['disk_bytes'],
-                   'disk_bytes_fp16': s['disk_bytes_fp16'],
+                   'examples_per_s': mean_std([r['student']['examples_per_s'] for r in results]),
+                   'above_majority': clearly_above(values, majority),
+                   'seeds': len(results), 'params': s['params'],
+                   'disk_bytes': s['disk_bytes'], 'disk_bytes_fp16': s['disk_bytes_fp16'],
                    'vocab': s['architecture']['vocab']}
+    paired = {}
+    for a, b in DIFFERENCES:
+      diffs = [x - y for x, y in zip(rows[a]['per_seed'], rows[b]['per_seed'])]
+      paired[f'{a} - {b}'] = {'per_seed': diffs, 'mean_std': mean_std(diffs),
+                              'wins': sum(d > 0 for d in diffs)}
     table[task] = {'metric': metric, 'eval_split': first['eval_split'],
-                   'teacher': {'metric': teacher['metrics'][metric],
-                               'params': teacher['params'],
+                   'majority': majority,
+                   'teacher': {'metric': teacher['metrics'][metric], 'params': teacher['params'],
                                'disk_bytes': teacher['disk_bytes'],
+                               'examples_per_s': teacher['examples_per_s'],
                                'vocab': teacher['architecture']['vocab']},
-                   'rows': rows, 'train_size': first['data_sizes']['train'],
-                   'eval_size': first['data_sizes'][first['eval_split']],
-                   'corpus_texts': first['corpus_texts']}
+                   'rows': rows, 'paired': paired, 'data_sizes': first['data_sizes'],
+                   'corpus_texts': first['corpus_texts'], 'student_vocab': first['student_vocab']}
   return table
 
 
 def reading(table: dict) -> list[str]:
+  """The verdicts, computed from the numbers."""
   lines = []
+  small = {arm for arm, row in next(iter(table.values()))['rows'].items()
+           if row['disk_bytes'] < SIZE_TARGET}
+  keeps = [arm for arm in ARMS if arm in small and all(
+      t['rows'][arm]['kept'][0] >= KEPT_TARGET for t in table.values())]
+  kept = '; '.join(f"{task} " + ', '.join(f"{ARMS[a][0]} {t['rows'][a]['kept'][0]:.1%}"
+                                          for a in ARMS) for task, t in table.items())
+  lines.append(
+      (f"A student under {SIZE_TARGET / 1e6:g} MB keeps >= {KEPT_TARGET:.0%} of the teacher's "
+       f"metric on every task: {', '.join(ARMS[a][0] for a in keeps)}." if keeps else
+       f"No student under {SIZE_TARGET / 1e6:g} MB keeps >= {KEPT_TARGET:.0%} of the teacher's "
+       "metric on every task.") + f" Kept (mean over seeds): {kept}.")
   for task, t in table.items():
-    mixed, base = t['rows']['mixed'], t['rows']['task_only']
-    no_kd = t['rows']['mixed_no_kd']
-    mb = mixed['disk_bytes'] / 1e6
-    delta = mixed['metric'][0] - base['metric'][0]
-    noise = max(mixed['metric'][1], base['metric'][1])
-    lines.append(
-        f"{task}: the mixed-vocabulary student is {mb:.2f} MB on disk (fp32; "
-        f"{'under' if mb < 7 else 'over'} 7 MB), {t['teacher']['disk_bytes'] / mixed['disk_bytes']:.1f}x "
-        f"smaller than the teacher, and keeps {mixed['kept'][0]:.1%} of its {t['metric']} "
-        f"({mixed['metric'][0]:.4f} vs {t['teacher']['metric']:.4f}).")
-    spread = (f"{'beyond' if abs(delta) > noise else 'within'} the seed std {noise:.4f}"
-              if mixed['seeds'] > 1 else 'one seed, so no spread is measured')
-    lines.append(
-        f"{task}: against the same student without distillation ({base['metric'][0]:.4f}) "
-        f"the mixed-vocabulary student is {delta:+.4f} ({spread}); Stages I-II without task "
-        f"KD give {no_kd['metric'][0]:.4f}.")
+    below = [ARMS[a][0] for a, row in t['rows'].items() if not row['above_majority']]
+    if below:
+      lines.append(f"{task}: not clearly above the majority baseline {t['majority']:.4f} "
+                   f"(by > 1 point and > 2 seed std): {', '.join(below)}.")
+  for a, b in DIFFERENCES:
+    key = f'{a} - {b}'
+    parts = []
+    for task, t in table.items():
+      p = t['paired'][key]
+      mean, std = p['mean_std']
+      noise = max(t['rows'][a]['metric'][1], t['rows'][b]['metric'][1])
+      n = len(p['per_seed'])
+      # Beyond the noise: larger than either arm's seed std and than two
+      # standard errors of the paired mean.
+      verdict = (('beyond' if abs(mean) > max(noise, 2 * std / np.sqrt(n)) else 'within')
+                 + ' the noise') if n > 1 else 'one seed: no spread measured'
+      parts.append(f"{task} {mean:+.4f} ± {std:.4f} (per seed "
+                   f"{', '.join(f'{d:+.4f}' for d in p['per_seed'])}; {p['wins']} of {n} "
+                   f"positive; {verdict})")
+    lines.append(f"{ARMS[a][0]} minus {ARMS[b][0]}: " + '; '.join(parts) + '.')
   return lines
 
 
@@ -103,36 +158,60 @@ def write_results(name: str, record: dict) -> None:
     json.dump(record, f, indent=2, sort_keys=True)
   c, hw = record['config'], record['hardware']
   st = c['student']
+  code = record.get('code_version', {})
   lines = [f"# Mixed-vocabulary distillation ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
-           f"Seeds: {record['seeds']} (Stage III; the vocabulary and Stages I-II are trained "
-           f"once, seed {c['mixed']['pretrain_seed']}); wall clock {record['wall_minutes']:.1f} min; "
-           f"hardware: {hw['cpu_count']} CPU cores, {hw['device_count']} {hw['platform']} "
-           f"device(s), jax {hw['jax']}; date {record['date']}.  ",
-           f"Teacher: all-MiniLM-L6-v2 fine-tuned {c['teacher']['epochs']:g} epochs per task. "
-           f"Student: {st['num_layers']} layers x {st['hidden_size']}, "
-           f"{c['mixed']['vocab_size']}-token WordPiece vocabulary trained on the "
-           f"'{c['mixed']['corpus']}' corpus; Stage I {c['stage1']['steps']} steps (p_SV to "
-           f"{c['stage1']['p_student']}), Stage II {c['stage2']['steps']} steps (projection "
-           f"{c['stage2']['projection']}), Stage III {c['distill']['epochs']:g} epochs "
-           f"(KD alpha {c['distill']['alpha']}). Max length {c['data']['max_length']}.", '']
+           f"Code: {code.get('commit', 'unknown')}"
+           f"{' (with local changes)' if code.get('dirty') else ''}; "
+           f"seeds {record['seeds']} (Stage III; the vocabulary and Stages I-II are trained "
+           f"once, seed {c['mixed']['pretrain_seed']}, and shared by every task and seed); "
+           f"wall clock {record['wall_minutes']:.1f} min; hardware: {hw['cpu_count']} CPU cores, "
+           f"{hw['device_count']} {hw['platform']} device(s), jax {hw['jax']}; "
+           f"date {record['date']}.  ",
+           f"Teacher: all-MiniLM-L6-v2 fine-tuned for {c['teacher']['epochs']:g} epoch(s) per task "
+           f"(seed {c['teacher']['seed']}). Student: {st['num_layers']} layers x "
+           f"{st['hidden_size']}, feed-forward {st['intermediate_size']}, "
+           f"{st['max_positions']} positions, {c['mixed']['vocab_size']}-token WordPiece "
+           f"vocabulary trained on the '{c['mixed']['corpus']}' corpus (at most "
+           f"{c['mixed']['max_corpus_texts']} texts); Stage I {c['stage1']['steps']} steps of "
+           f"{c['stage1']['batch_size']} (p_SV to {c['stage1']['p_student']}), Stage II "
+           f"{c['stage2']['steps']} steps of {c['stage2']['batch_size']} (projection "
+           f"{c['stage2']['projection']}), Stage III {c['distill']['epochs']:g} epoch(s) (KD "
+           f"alpha {c['distill']['alpha']} in Stages I-III, 1 elsewhere; best dev evaluation "
+           f"kept: {c['distill']['keep_best']}). Max length {c['data']['max_length']}; at most "
+           f"{c['data']['max_train_examples']} training examples per task (split seed "
+           f"{c['data']['split_seed']}). Full config in the JSON file.  ",
+           'Arms: ' + '; '.join(f"'{label}'" for label, *_ in ARMS.values()) + '. The majority '
+           "row always answers the training set's most frequent class (regression: its mean "
+           'score, correlation 0).', '']
   for task, t in record['table'].items():
-    m = t['metric']
+    m, sizes = t['metric'], t['data_sizes']
     lines += [f'## {task}', '',
-              f"Task training examples {t['train_size']}; evaluated on {t['eval_size']} "
-              f"{t['eval_split']} examples; corpus {t['corpus_texts']} texts.", '',
-              f'| model | {m} | kept | vocabulary | parameters | fp32 safetensors | '
-              'fp16 safetensors | compression (fp32) | speed-up |',
-              '|---|---|---|---|---|---|---|---|---|',
-              f"| teacher | {t['teacher']['metric']:.4f} | 100% | {t['teacher']['vocab']:,} | "
-              f"{t['teacher']['params']:,} | {t['teacher']['disk_bytes'] / 1e6:.2f} MB | - | "
-              "1x | 1x |"]
-    for key, row in t['rows'].items():
+              f"Examples: {', '.join(f'{k} {v}' for k, v in sizes.items())}; evaluated on "
+              f"{sizes[t['eval_split']]} {t['eval_split']} examples; corpus "
+              f"{t['corpus_texts']} texts; student vocabulary {t['student_vocab']:,} tokens.", '',
+              f'| model | {m} (mean ± std) | per seed | kept | parameters | fp32 | fp16 | '
+              'compression (fp32) | examples/s | speed-up |',
+              '|---|---|---|---|---|---|---|---|---|---|',
+              f"| majority class | {t['majority']:.4f} | | | | | | | | |",
+              f"| teacher | {t['teacher']['metric']:.4f} | | 100% | {t['teacher']['params']:,} | "
+              f"{t['teacher']['disk_bytes'] / 1e6:.2f} MB | | 1x | "
+              f"{t['teacher']['examples_per_s']:.0f} | 1x |"]
+    for arm, row in t['rows'].items():
       lines.append(
-          f"| {VARIANTS[key][0]} | {row['metric'][0]:.4f} ± {row['metric'][1]:.4f} | "
-          f"{row['kept'][0]:.1%} | {row['vocab']:,} | {row['params']:,} | "
-          f"{row['disk_bytes'] / 1e6:.2f} MB | {row['disk_bytes_fp16'] / 1e6:.2f} MB | "
-          f"{t['teacher']['disk_bytes'] / row['disk_bytes']:.1f}x | {row['speedup'][0]:.1f}x |")
+          f"| {ARMS[arm][0]} | {row['metric'][0]:.4f} ± {row['metric'][1]:.4f} | "
+          f"{', '.join(f'{v:.4f}' for v in row['per_seed'])} | {row['kept'][0]:.1%} | "
+          f"{row['params']:,} | {row['disk_bytes'] / 1e6:.2f} MB | "
+          f"{row['disk_bytes_fp16'] / 1e6:.2f} MB | "
+          f"{t['teacher']['disk_bytes'] / row['disk_bytes']:.1f}x | "
+          f"{row['examples_per_s'][0]:.0f} | {row['speedup'][0]:.1f}x |")
+    lines += ['', f'Paired differences of {m}, seed by seed:', '',
+              '| difference | mean ± std | per seed |', '|---|---|---|']
+    for key, p in t['paired'].items():
+      a, b = key.split(' - ')
+      lines.append(f"| {ARMS[a][0]} minus {ARMS[b][0]} | {p['mean_std'][0]:+.4f} ± "
+                   f"{p['mean_std'][1]:.4f} | "
+                   f"{', '.join(f'{d:+.4f}' for d in p['per_seed'])} |")
     lines.append('')
   lines += ['## Reading', ''] + [f'- {line}' for line in record['reading']]
   with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
@@ -140,15 +219,54 @@ def write_results(name: str, record: dict) -> None:
   print('\n'.join(lines))
 
 
+def print_sizes(config) -> None:
+  """Parameters and fp32 / fp16 weight bytes of the configured student with a
+  full `mixed.vocab_size` vocabulary and a two-class head, beside the
+  variants that trade depth, feed-forward, width or positions for size."""
+  import jax
+  from kdjax.methods.mixed_vocab.pipeline import student_bert_config
+  from kdjax.models.heads import BertClassifier
+  s = config.student
+  variants = [('configured', {}), ('feed-forward 512', {'intermediate_size': 512}),
+              ('feed-forward 448', {'intermediate_size': 448}),
+              ('feed-forward 448, 64 positions', {'intermediate_size': 448, 'max_positions': 64}),
+              ('width 112, feed-forward 448', {'hidden_size': 112, 'intermediate_size': 448}),
+              ('4 layers, feed-forward 512', {'num_layers': 4, 'intermediate_size': 512})]
+  ids = np.zeros((1, 8), np.int32)
+  print(f"{'student':34} {'layers':>6} {'width':>5} {'ff':>4} {'pos':>4} {'parameters':>11} "
+        f"{'fp32 MB':>8} {'fp16 MB':>8}")
+  for label, change in variants:
+    c = config.copy_and_resolve_references()
+    c.student.update(change)
+    model = BertClassifier(student_bert_config(c, c.mixed.vocab_size), 2)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids,
+                                               np.ones_like(ids)))
+    n = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+    st = c.student
+    print(f'{label:34} {st.num_layers:>6} {st.hidden_size:>5} {st.intermediate_size:>4} '
+          f'{st.max_positions:>4} {n:>11,} {4 * n / 1e6:>8.2f} {2 * n / 1e6:>8.2f}')
+  print(f'(vocabulary {config.mixed.vocab_size:,} tokens, {s.num_heads} heads; '
+        'weights only: a safetensors file adds a few kB of header)')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', default='runs/mixed_exp')
-  parser.add_argument('--tasks', default='sst2,mrpc')
-  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--tasks', default=None, help=f'default {FULL_TASKS} ({QUICK_TASKS} '
+                      'with --quick)')
+  parser.add_argument('--seeds', default=None, help=f'default {FULL_SEEDS} ({QUICK_SEEDS} '
+                      'with --quick)')
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--rewrite', action='store_true',
                       help='rebuild the table and reading from the saved JSON')
+  parser.add_argument('--sizes', action='store_true',
+                      help="print the student's size and the trades for 7 MB, then stop")
   args, overrides = parser.parse_known_args()
+  if args.sizes:
+    config = load_config('mixed_vocab')
+    apply_overrides(config, overrides)
+    print_sizes(config)
+    return
   name = 'mixed_vocab_quick' if args.quick else 'mixed_vocab'
   if args.rewrite:
     with open(os.path.join(RESULTS, f'{name}.json')) as f:
@@ -158,14 +276,14 @@ def main() -> None:
     write_results(name, record)
     return
   prepare_runtime()
-  from kdjax.summary import hardware
+  from kdjax.summary import code_version, hardware
 
   started = time.time()
+  version = code_version()  # of the code that runs, before anything can change it
   config = load_config('mixed_vocab', 'quick' if args.quick else None)
   apply_overrides(config, overrides)
-  tasks = ['rte'] if args.quick and args.tasks == 'sst2,mrpc' else args.tasks.split(',')
-  seeds = [0] if args.quick and args.seeds == '0,1,2' else [int(s) for s in
-                                                            args.seeds.split(',')]
+  tasks = (args.tasks or (QUICK_TASKS if args.quick else FULL_TASKS)).split(',')
+  seeds = [int(s) for s in (args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)).split(',')]
   if not config.data.glue_dir and any(t != 'bbc' for t in tasks):
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --config.data.glue_dir')
   config.teacher.store_dir = os.path.abspath(os.path.join(args.workdir, 'teachers'))
@@ -175,7 +293,7 @@ def main() -> None:
   record = {'name': name, 'variant': 'quick' if args.quick else 'full',
             'command': 'python experiments/mixed_vocab.py ' + ' '.join(sys.argv[1:]),
             'date': datetime.date.today().isoformat(), 'seeds': seeds, 'tasks': tasks,
-            'config': config.to_dict(), 'hardware': hardware(),
+            'config': config.to_dict(), 'hardware': hardware(), 'code_version': version,
             'wall_minutes': (time.time() - started) / 60, 'table': table, 'runs': runs}
   record['reading'] = reading(table)
   write_results(name, record)

@@ -34,14 +34,21 @@ def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray,
   return 0.0 if denom == 0 else float((c * s - t @ p) / denom)
 
 
+def _constant(values: np.ndarray) -> bool:
+  # Exact: the std of a constant float32 array can come out a rounding error
+  # above 0, which would make the correlation NaN instead of 0.
+  values = np.asarray(values)
+  return values.size == 0 or bool(np.all(values == values.flat[0]))
+
+
 def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
-  if np.std(predictions) == 0 or np.std(labels) == 0:
+  if _constant(predictions) or _constant(labels):
     return 0.0
   return float(stats.pearsonr(predictions, labels)[0])
 
 
 def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
-  if np.std(predictions) == 0 or np.std(labels) == 0:
+  if _constant(predictions) or _constant(labels):
     return 0.0
   return float(stats.spearmanr(predictions, labels)[0])
 

@@ -27,7 +27,7 @@ from kdjax.methods import get_method
 from kdjax.models.hf import HFCheckpoint
 from kdjax.observe import MetricsLog
 from kdjax.steps import Start, State
-from kdjax.summary import hardware
+from kdjax.summary import code_version, hardware
 
 
 def ensure_writable(workdir: str) -> None:
@@ -142,9 +142,10 @@ class Run:
     return state
 
   def finish(self, result: dict) -> dict:
-    """Adds hardware and wall time to `result`, closes the log and writes
+    """Adds hardware, code version and wall time to `result`, closes the log and writes
     summary.json; returns `result`."""
     result.setdefault('hardware', hardware())
+    result.setdefault('code_version', code_version())
     result['teacher_checkpoint'] = self.teacher.dir
     if self.best:  # the dev evaluations whose params each phase ended with
       result['best_checkpoints'] = self.best

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from typing import Callable
 
@@ -109,7 +110,38 @@ def hardware() -> dict:
   d = jax.devices()[0]
   return {'platform': d.platform, 'device_kind': d.device_kind,
           'device_count': jax.device_count(), 'process_count': jax.process_count(),
-          'cpu_count': os.cpu_count(), 'machine': platform.machine(),
+          'cpu_count': os.cpu_count(), 'cpus_usable': _usable_cpus(),
+          'machine': platform.machine(),
           'jax': jax.__version__}
 
 
+
+
+def _usable_cpus() -> int | None:
+  """The cores this process may run on (its affinity), which XLA sizes its CPU
+  thread pool by: float results on CPU can differ in the last bits between
+  core counts, so a bit-exact rerun needs the same number."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):  # not every platform reports it
+    return os.cpu_count()
+
+
+def code_version() -> dict:
+  """The commit of the kdjax source a run used and whether tracked files
+  differed from it: with the config, what a run is reproduced from."""
+  here = os.path.dirname(os.path.abspath(__file__))
+
+  def git(*args: str) -> str | None:
+    try:
+      done = subprocess.run(['git', '-C', here, *args], capture_output=True, text=True,
+                            timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+      return None
+    return done.stdout.strip()
+
+  commit = git('rev-parse', 'HEAD')
+  if commit is None:  # an installed copy without its repository
+    return {'commit': 'unknown', 'dirty': None}
+  changes = git('status', '--porcelain', '--untracked-files=no')
+  return {'commit': commit, 'dirty': None if changes is None else bool(changes)}

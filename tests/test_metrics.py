@@ -31,6 +31,18 @@ def test_pearson_spearman():
   assert metrics.pearson(x, y) == pytest.approx(0.8)
 
 
+def test_a_constant_answer_correlates_zero():
+  """A constant prediction (the regression baseline: the training mean, whose
+  float32 std is a rounding error above 0 here) has correlation 0, not NaN."""
+  answer = np.full(64, np.float32(2.6069045), np.float32)
+  assert np.std(answer) > 0  # the case a std test gets wrong
+  labels = np.linspace(0.0, 5.0, 64)
+  assert metrics.pearson(answer, labels) == 0.0 and metrics.spearman(answer, labels) == 0.0
+  baseline = metrics.constant_baseline(('pearson', 'spearman'), np.array([2.5, 2.7139]),
+                                       labels, True, 1)
+  assert baseline == {'pearson': 0.0, 'spearman': 0.0}
+
+
 def test_compute_metrics_dispatch():
   logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
   out = metrics.compute_metrics(('accuracy', 'f1'), logits, np.array([1, 0, 0]), False)

@@ -2,6 +2,8 @@
 (text preserved, p_SV respected, static shapes, MLM masks), the dual-softmax and
 shared-projection losses against hand-computed values."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -358,3 +360,174 @@ def test_unknown_embedding_init_is_refused_before_any_work():
   config['mixed']['embedding_init'] = 'pca'
   with pytest.raises(KdjaxError, match="mixed.embedding_init is 'pca'"):
     config_check.check(config)
+
+
+def tiny_quick_config(glue_dir, teacher_dir, store_dir):
+  """configs/mixed_vocab.py:quick with a tiny teacher and a tiny student."""
+  from tests.conftest import load_config
+  config = load_config('mixed_vocab', 'quick')
+  config.data.glue_dir = glue_dir
+  config.teacher.checkpoint = teacher_dir
+  config.teacher.store_dir = store_dir
+  config.student.hidden_size, config.student.num_heads = 16, 2
+  config.student.intermediate_size, config.student.num_layers = 32, 2
+  return config
+
+
+@pytest.mark.parametrize('embedding_init', ['teacher', 'random'])
+def test_control_arm_starts_from_the_teacher_derived_input_layer(
+    tmp_path, glue_dir, tiny_teacher_dir, monkeypatch, embedding_init):
+  """Without Stages I-II, `embedding_init=teacher` starts the task student from
+  the input layer Stage I starts from (the spelled, reduced word table and the
+  teacher's positions and token types on its basis); `random` keeps its own."""
+  from kdjax.data.tokenize import load_tokenizer
+  from kdjax.methods.mixed_vocab import pipeline as mixed_kd
+  from kdjax.models.hf import load_hf_checkpoint
+  from kdjax import students
+
+  class Started(Exception):
+    pass
+
+  started = {}
+
+  def first_step(run, name, start, *args, **kwargs):
+    started['params'] = jax.device_get(start.state['params'])
+    raise Started
+
+  monkeypatch.setattr(mixed_kd, 'train_classifier', first_step)
+  config = tiny_quick_config(glue_dir, tiny_teacher_dir, str(tmp_path / 'teachers'))
+  config.mixed.pretrain, config.distill.alpha = False, 1.0
+  config.mixed.embedding_init = embedding_init
+  with pytest.raises(Started):
+    mixed_kd.run(config, str(tmp_path / 'control'))
+  vocab_dir, = (tmp_path / 'control').glob('student_vocab-*')
+  teacher = load_hf_checkpoint(tiny_teacher_dir).encoder_params['embeddings']
+  table, basis = students.transferred_word_table(
+      np.asarray(teacher['word_embeddings']['embedding']),
+      *vocab.teacher_pieces_of(load_tokenizer(str(vocab_dir)),
+                               load_tokenizer(tiny_teacher_dir)), 16)
+  emb = started['params']['bert']['embeddings']
+  words = np.asarray(emb['word_embeddings']['embedding'])
+  positions = np.asarray(emb['position_embeddings']['embedding'])
+  teacher_positions = np.asarray(teacher['position_embeddings']['embedding']) @ basis
+  assert words.shape == table.shape
+  if embedding_init == 'teacher':
+    np.testing.assert_allclose(words, table, rtol=1e-6)
+    rows = len(teacher_positions)  # the tiny teacher has fewer positions than the student
+    np.testing.assert_allclose(positions[:rows], teacher_positions, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(emb['token_type_embeddings']['embedding']),
+                               np.asarray(teacher['token_type_embeddings']['embedding']) @ basis,
+                               rtol=1e-5, atol=1e-6)
+  else:
+    assert not np.allclose(words, table, atol=1e-3)
+    assert not np.allclose(positions[:len(teacher_positions)], teacher_positions, atol=1e-3)
+
+
+def test_a_run_is_reproduced_from_its_config_under_any_hash_seed(tmp_path, glue_dir,
+                                                                 tiny_teacher_dir):
+  """The same config in two processes with different PYTHONHASHSEED values (the
+  per-process string-hash order that once changed the student vocabulary):
+  the same vocabulary, bit-identical student weights, the same metrics."""
+  import hashlib
+  import json
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  # configs/mixed_vocab.py:quick, smaller still: every stage runs, in two
+  # length buckets, with one evaluation per phase.
+  overrides = [f'--config.data.glue_dir={glue_dir}',
+               f'--config.teacher.checkpoint={tiny_teacher_dir}',
+               '--config.data.max_train_examples=64', '--config.data.max_eval_examples=32',
+               '--config.data.buckets=(16, 32)', '--config.student.hidden_size=16',
+               '--config.student.intermediate_size=32', '--config.student.num_layers=2',
+               '--config.stage1.steps=3', '--config.stage2.steps=3', '--config.eval_every=100',
+               '--config.checkpoint_every=100', '--config.speed_repeats=1']
+
+  def start(hash_seed: str) -> subprocess.Popen:
+    env = {**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu',
+           'PYTHONHASHSEED': hash_seed, 'KDJAX_COMPILATION_CACHE': 'off'}
+    return subprocess.Popen(
+        [sys.executable, '-m', 'kdjax.main', '--config', 'configs/mixed_vocab.py:quick',
+         *overrides, '--workdir', str(tmp_path / f'hash{hash_seed}')],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+  def outcome(hash_seed: str, proc: subprocess.Popen) -> dict:
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    workdir = tmp_path / f'hash{hash_seed}'
+    summary = json.loads((workdir / 'summary.json').read_text())
+    vocab_dir, = workdir.glob('student_vocab-*')
+    weights = (workdir / 'export' / 'student' / 'model.safetensors').read_bytes()
+    return {'vocab': (vocab_dir / 'vocab.txt').read_text(),
+            'student_weights': hashlib.sha256(weights).hexdigest(),
+            'student': summary['student']['metrics'], 'teacher': summary['teacher']['metrics'],
+            'code_version': summary['code_version']}
+
+  procs = {seed: start(seed) for seed in ('1', '2')}  # side by side: half the wall time
+  first, second = (outcome(seed, proc) for seed, proc in procs.items())
+  assert first['vocab'] == second['vocab']
+  assert first['student_weights'] == second['student_weights']
+  assert first['student'] == second['student'] and first['teacher'] == second['teacher']
+  assert len(first['code_version']['commit']) == 40  # a run records the code it ran
+
+
+def test_default_student_is_as_deep_as_the_teacher_and_under_7_mb(minilm_dir):
+  """configs/mixed_vocab.py's student: the teacher's depth, and with a full
+  `mixed.vocab_size` vocabulary under 7 MB of fp32 weights (classifier included)."""
+  from transformers import AutoConfig
+  from kdjax.methods.mixed_vocab import pipeline as mixed_kd
+  from kdjax.models.heads import BertClassifier
+  from tests.conftest import load_config
+  config = load_config('mixed_vocab')
+  assert config.student.num_layers == AutoConfig.from_pretrained(minilm_dir).num_hidden_layers
+  model = BertClassifier(mixed_kd.student_bert_config(config, config.mixed.vocab_size), 5)
+  ids = np.zeros((1, 8), np.int32)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), ids, ids, np.ones_like(ids)))
+  params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+  assert 4 * params < 7e6, params
+
+
+def test_experiment_table_pairs_the_arms_seed_by_seed():
+  """experiments/mixed_vocab.py: per-seed paired differences of the named arms,
+  the majority baseline and the size and kept-fraction verdicts, from summaries."""
+  import importlib.util
+  import sys
+  from tests.conftest import REPO
+  sys.path.insert(0, os.path.join(REPO, 'experiments'))
+  try:
+    spec = importlib.util.spec_from_file_location(
+        'mixed_vocab_experiment', os.path.join(REPO, 'experiments', 'mixed_vocab.py'))
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+  finally:
+    sys.path.remove(os.path.join(REPO, 'experiments'))
+  scores = {'task_random': [0.70, 0.72, 0.71], 'task_teacher': [0.74, 0.75, 0.745],
+            'stages_1_2': [0.75, 0.74, 0.755], 'stages_1_3': [0.78, 0.77, 0.79]}
+
+  def summary(arm, value):
+    return {'comparison': {'primary_metric': 'accuracy', 'kept_fraction': value / 0.84,
+                           'speedup': 9.0},
+            'teacher': {'metrics': {'accuracy': 0.84}, 'params': 22_713_986,
+                        'disk_bytes': 90_870_000, 'examples_per_s': 40.0,
+                        'architecture': {'vocab': 30522}},
+            'student': {'metrics': {'accuracy': value}, 'params': 1_665_922,
+                        'disk_bytes': 6_675_472, 'disk_bytes_fp16': 3_340_000,
+                        'examples_per_s': 360.0, 'architecture': {'vocab': 5000}},
+            'majority': {'accuracy': 0.509}, 'eval_split': 'dev',
+            'data_sizes': {'train': 4000, 'dev': 872}, 'corpus_texts': 20000,
+            'student_vocab': 5000}
+
+  runs = {'sst2': {arm: [summary(arm, v) for v in values] for arm, values in scores.items()}}
+  table = experiment.build_table(runs)['sst2']
+  np.testing.assert_allclose(table['paired']['stages_1_2 - task_teacher']['per_seed'],
+                             [0.01, -0.01, 0.01], atol=1e-9)
+  np.testing.assert_allclose(table['paired']['stages_1_3 - task_teacher']['per_seed'],
+                             [0.04, 0.02, 0.045], atol=1e-9)
+  np.testing.assert_allclose(table['paired']['task_teacher - task_random']['per_seed'],
+                             [0.04, 0.03, 0.035], atol=1e-9)
+  assert table['paired']['stages_1_2 - task_teacher']['wins'] == 2
+  assert table['majority'] == 0.509 and table['rows']['task_random']['above_majority']
+  lines = experiment.reading({'sst2': table})
+  # Only Stages I-III keeps >= 90% of 0.84 (0.756) on average.
+  assert lines[0].split(' Kept')[0] == ("A student under 7 MB keeps >= 90% of the teacher's "
+                                        "metric on every task: Stages I-III (task KD).")

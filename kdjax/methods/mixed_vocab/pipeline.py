@@ -12,7 +12,9 @@ its own small vocabulary.
      when `distill.alpha < 1`; metrics, size, speed, HF export with the
      student's own vocabulary.
 `mixed.pretrain=False` skips I and II: the same student trained on the task
-alone (with `distill.alpha=1`, no distillation at all), the baseline.
+alone (with `distill.alpha=1`, no distillation at all), starting from the
+teacher-derived input layer Stage I starts from (`mixed.embedding_init=teacher`,
+the control arm) or from random tables (`random`, the plain baseline).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from kdjax.data.tokenize import encode, load_tokenizer, model_inputs
 from kdjax.errors import KdjaxError
 from kdjax.methods.kd.pipeline import task_teacher
 from kdjax.methods.mixed_vocab import pieces
+from kdjax.metrics import constant_baseline
 from kdjax.models.bert import BertConfig, init_params
 from kdjax.models.heads import BertClassifier
 from kdjax.models.hf import export_hf_checkpoint
@@ -149,15 +152,11 @@ def pretrain_student(run: scaffold.Run, tok_s, corpus: list[str], s_config: Bert
   dual_params = jax.device_get(dual.init(jax.random.PRNGKey(seed), ids, ids, ids,
                                          np.ones_like(ids), ids[:, :2])['params'])
   dual_params['bert'] = ckpt.encoder_params
+  derived = teacher_derived_words(m.embedding_init, ckpt, tok_s, tok_t, s_config.hidden_size)
   basis = None
-  if m.embedding_init == 'teacher':
-    table, basis = students.transferred_word_table(
-        np.asarray(ckpt.encoder_params['embeddings']['word_embeddings']['embedding']),
-        *vocab.teacher_pieces_of(tok_s, tok_t), s_config.hidden_size)
+  if derived is not None:
+    table, basis = derived
     dual_params['student_embeddings'], dual_params['student_up'] = table, basis.T
-  elif m.embedding_init != 'random':
-    raise KdjaxError(f"unknown mixed.embedding_init {m.embedding_init!r}; use 'teacher' "
-                     "or 'random'")
   s1 = config.stage1
   step = pieces.dual_mlm_step(dual, segmentation=segmentation, p_final=s1.p_student,
                               ramp_fraction=s1.ramp_fraction, ramp_over=s1.steps)
@@ -187,6 +186,34 @@ def pretrain_student(run: scaffold.Run, tok_s, corpus: list[str], s_config: Bert
   return jax.device_get(s_params)['bert']
 
 
+def teacher_derived_words(embedding_init: str, ckpt, tok_s, tok_t, width: int
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
+  """(student word table [V_S, width], its basis [d_T, width]) spelled from the
+  teacher's word vectors (`students.transferred_word_table`) when
+  `embedding_init` is 'teacher'; None when it is 'random'."""
+  if embedding_init == 'random':
+    return None
+  if embedding_init != 'teacher':
+    raise KdjaxError(f"unknown mixed.embedding_init {embedding_init!r}; use 'teacher' "
+                     "or 'random'")
+  return students.transferred_word_table(
+      np.asarray(ckpt.encoder_params['embeddings']['word_embeddings']['embedding']),
+      *vocab.teacher_pieces_of(tok_s, tok_t), width)
+
+
+def _project_input_tables(student_embeddings: dict, teacher_embeddings, basis: np.ndarray
+                          ) -> None:
+  """Replaces the student's position and token-type tables (in place) by the
+  teacher's projected on `basis` [d_T, d_S]; rows the teacher lacks stay the
+  student's own."""
+  for table in ('position_embeddings', 'token_type_embeddings'):
+    projected = np.asarray(teacher_embeddings[table]['embedding']) @ basis
+    rows = min(len(projected), len(student_embeddings[table]['embedding']))
+    start = np.array(student_embeddings[table]['embedding'], np.float32)
+    start[:rows] = projected[:rows]
+    student_embeddings[table] = {'embedding': start}
+
+
 def _transfer_to_student(s_params, teacher_embeddings, basis: np.ndarray, up: np.ndarray,
                          projection: str) -> None:
   """Starts the Stage-II student's position and token-type tables from the
@@ -194,14 +221,23 @@ def _transfer_to_student(s_params, teacher_embeddings, basis: np.ndarray, up: np
   word table), and its shared projection from the Stage-I up-projection `up`
   [d_S, d_T] ('up'), or its transpose ('down'): the student starts in the
   teacher's coordinates instead of relearning them."""
-  emb = s_params['bert']['embeddings']
-  for table in ('position_embeddings', 'token_type_embeddings'):
-    projected = np.asarray(teacher_embeddings[table]['embedding']) @ basis
-    rows = min(len(projected), len(emb[table]['embedding']))  # the rest stays random
-    start = np.array(emb[table]['embedding'], np.float32)
-    start[:rows] = projected[:rows]
-    emb[table] = {'embedding': start}
+  _project_input_tables(s_params['bert']['embeddings'], teacher_embeddings, basis)
   s_params['projection'] = (up if projection == 'up' else up.T).astype(np.float32)
+
+
+def teacher_initialised_input(s_bert, derived: tuple[np.ndarray, np.ndarray],
+                              teacher_embeddings) -> dict:
+  """The control arm's encoder: `s_bert` with the input layer Stage I would
+  start from (the teacher-derived word table and the teacher's position and
+  token-type tables on its basis), with no Stage I or II, so that a comparison
+  with Stages I-II measures the pre-training, not the initialisation."""
+  table, basis = derived
+  s_bert = dict(s_bert)
+  embeddings = dict(s_bert['embeddings'])
+  embeddings['word_embeddings'] = {'embedding': np.array(table, np.float32)}
+  _project_input_tables(embeddings, teacher_embeddings, basis)
+  s_bert['embeddings'] = embeddings
+  return s_bert
 
 
 # ------------------------------------------------------------------ run
@@ -214,7 +250,7 @@ def run(config, workdir: str) -> dict:
   spec, splits = sources.load_task(config.data)
   dev_split, final_split = (sources.during_training_eval_split(splits),
                             sources.final_eval_split(splits))
-  for name in set((dev_split, final_split)):
+  for name in dict.fromkeys((dev_split, final_split)):  # in a fixed order
     splits[name] = sources.subsample(splits[name], config.data.max_eval_examples,
                                      config.data.split_seed)
   corpus = corpus_texts(config.mixed, config.data, splits['train'])
@@ -245,6 +281,12 @@ def run(config, workdir: str) -> dict:
   s_params = jax.tree.map(np.asarray, init_params(s_model, jax.random.PRNGKey(config.seed)))
   if config.mixed.pretrain:
     s_params['bert'] = pretrain_student(r, tok_s, corpus, s_config)
+  else:
+    derived = teacher_derived_words(config.mixed.embedding_init, ckpt, tok_s, tok_t,
+                                    s_config.hidden_size)
+    if derived is not None:  # the control arm: Stage I's starting point, no Stages I-II
+      s_params['bert'] = teacher_initialised_input(s_params['bert'], derived,
+                                                   ckpt.encoder_params['embeddings'])
   s_predict = jit_predict(s_model, mesh)
   arrays = dict(encoded_s['train'])
   if config.distill.alpha < 1.0:
@@ -259,6 +301,12 @@ def run(config, workdir: str) -> dict:
 
   result = {'method': 'mixed_vocab', 'task': spec.name, 'eval_split': final_split,
             'pretrained': bool(config.mixed.pretrain), 'task_kd': config.distill.alpha < 1.0,
+            'embedding_init': config.mixed.embedding_init,
+            # always the training set's most frequent class (regression: its mean
+            # score), on the final split: what a student must clearly beat
+            'majority': constant_baseline(spec.metrics, np.asarray(splits['train'].labels),
+                                          np.asarray(splits[final_split].labels),
+                                          spec.regression, spec.num_outputs),
             'data_sizes': {k: len(v) for k, v in splits.items()},
             'corpus_texts': len(corpus), 'student_vocab': len(tok_s)}
   final_t = encoded_t[final_split]
@@ -297,6 +345,7 @@ def format_table(result: dict) -> str:
           ('examples/s', f"{t['examples_per_s']:.1f}", f"{s['examples_per_s']:.1f}")]
   lines = summary.align(rows)
   lines.append(f"kept {c['kept_fraction']:.1%} of the teacher's {m} at {c['disk_ratio']:.1f}x "
-               f"smaller on disk ({'Stages I-III' if result['pretrained'] else 'task only'}"
+               f"smaller on disk ({'Stages I-III' if result['pretrained'] else 'task only'}, "
+               f"{result['embedding_init']} embeddings"
                f"{', task KD' if result['task_kd'] else ''})")
   return '\n'.join(lines)
