@@ -19,7 +19,7 @@ from kdjax.losses import (attention_kl, distillation_loss, hidden_state_mse,
                           multi_teacher_loss)
 from kdjax.steps import PerExampleLoss, encoder_inputs, make_step, training_forward
 
-CLASSIFIER_PARTS = ('bert', 'classifier')  # what a student is made of beyond its training
+CLASSIFIER_PARTS = ('bert', 'classifier')  # the parts of a student that are evaluated and exported
 
 
 def classifier_loss(*, alpha: float, temperature: float, regression: bool) -> PerExampleLoss:
