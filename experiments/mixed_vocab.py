@@ -87,7 +87,8 @@ def build_table(runs: dict) -> dict:
     teacher = first['teacher']
     majority = first['majority'][metric]
     rows = {}
-    for arm, results in by_arm.items():
+    for arm in ARMS:  # in ARMS order, also when read back from the (key-sorted) JSON
+      results = by_arm[arm]
       s = results[0]['student']
       values = [r['student']['metrics'][metric] for r in results]
       rows[arm] = {'metric': mean_std(values), 'per_seed': values,
@@ -109,7 +110,9 @@ def build_table(runs: dict) -> dict:
                                'disk_bytes': teacher['disk_bytes'],
                                'examples_per_s': teacher['examples_per_s'],
                                'vocab': teacher['architecture']['vocab']},
-                   'rows': rows, 'paired': paired, 'data_sizes': first['data_sizes'],
+                   'rows': rows, 'paired': paired,
+                   'data_sizes': {k: first['data_sizes'][k] for k in ('train', 'dev', 'test')
+                                  if k in first['data_sizes']},
                    'corpus_texts': first['corpus_texts'], 'student_vocab': first['student_vocab']}
   return table
 
@@ -165,7 +168,8 @@ def write_results(name: str, record: dict) -> None:
            f"{' (with local changes)' if code.get('dirty') else ''}; "
            f"seeds {record['seeds']} (Stage III; the vocabulary and Stages I-II are trained "
            f"once, seed {c['mixed']['pretrain_seed']}, and shared by every task and seed); "
-           f"wall clock {record['wall_minutes']:.1f} min; hardware: {hw['cpu_count']} CPU cores, "
+           f"wall clock {record['wall_minutes']:.1f} min (this invocation: runs it resumed count "
+           f"only their remaining part); hardware: {hw['cpu_count']} CPU cores, "
            f"{hw['device_count']} {hw['platform']} device(s), jax {hw['jax']}; "
            f"date {record['date']}.  ",
            f"Teacher: all-MiniLM-L6-v2 fine-tuned for {c['teacher']['epochs']:g} epoch(s) per task "
