@@ -358,6 +358,16 @@ def test_separation_curve_from_logged_points():
   assert curve['right_minus_wrong'] == [pytest.approx(0.4)]  # the NaN teacher is skipped
 
 
+def test_teacher_overlap_hand_values():
+  from kdjax.methods.rl_kd import pipeline as rlkd
+  # Two teachers, four rows: predictions (0, 0), (1, 0), (1, 1), (0, 1); labels 0, 1, 0, 1.
+  logits = np.array([[[1, 0], [1, 0]], [[0, 1], [1, 0]], [[0, 1], [0, 1]], [[1, 0], [0, 1]]],
+                    np.float32)
+  got = rlkd.teacher_overlap(logits, np.array([0, 1, 0, 1]))
+  assert got == {'accuracy': [0.5, 0.5], 'all_agree': 0.5, 'any_right': 0.75,
+                 'all_right': 0.25}
+
+
 def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
   """configs/rl_kd.py:quick with a tiny teacher: all four stages, the record and
   plots; a baseline run reuses the stored teacher outputs."""

@@ -36,7 +36,7 @@ from kdjax.data.tasks import Examples
 from kdjax.data.tokenize import encode, model_inputs
 from kdjax.errors import KdjaxError
 from kdjax.methods.rl_kd import pieces
-from kdjax.metrics import compute_metrics
+from kdjax.metrics import compute_metrics, constant_baseline
 from kdjax.models.bert import count_params
 from kdjax.models.hf import HFCheckpoint, export_hf_checkpoint
 from kdjax.steps import Schedule, Start, init_state, jit_predict, jit_train_step, make_optimizer
@@ -373,6 +373,19 @@ def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndar
   return record
 
 
+def teacher_overlap(teacher_logits: np.ndarray, labels: np.ndarray) -> dict:
+  """How much room the teachers leave a per-instance choice, on the training
+  rows (classification): each one's accuracy, the share of rows on which they
+  all give the same class, and on which at least one / every one is right.
+  teacher_logits [N, K, C], labels [N]."""
+  predicted = teacher_logits.argmax(-1)
+  right = predicted == labels[:, None].astype(np.int64)
+  return {'accuracy': right.mean(axis=0).tolist(),
+          'all_agree': float((predicted == predicted[:, :1]).all(axis=1).mean()),
+          'any_right': float(right.any(axis=1).mean()),
+          'all_right': float(right.all(axis=1).mean())}
+
+
 def _policy_probs(params, batch, *, model, policy, extra_features, regression):
   """`pieces.policy_probs` for (student params, policy params) in one argument."""
   student_params, policy_params = params
@@ -475,7 +488,11 @@ def run(config, workdir: str) -> dict:
             'data_sizes': {'train': len(train_ex), 'heldout': 0 if heldout_ex is None
                            else len(heldout_ex),
                            **{name: len(ex) for name, ex in evaluated.items()}},
+            'majority': constant_baseline(spec.metrics, encoded['train']['labels'], eval_labels,
+                                          spec.regression, spec.num_outputs),
             'teachers': teacher_rows,
+            'teacher_overlap': None if spec.regression else teacher_overlap(
+                arrays['teacher_logits'], arrays['labels']),
             'student': {'metrics': metrics, 'params': count_params(host_params),
                         'export_dir': export_dir}}
   if config.distill.weighting == 'policy':
@@ -503,6 +520,9 @@ def describe_teacher(t: dict) -> str:
 def format_table(result: dict) -> str:
   metric_names = list(result['student']['metrics'])
   rows = [('model', *metric_names)]
+  if 'majority' in result:
+    rows.append(('majority class (constant answer)',
+                 *(f"{result['majority'][m]:.4f}" for m in metric_names)))
   for t in result['teachers']:
     rows.append((f"teacher {t['name']} ({describe_teacher(t)})",
                  *(f"{t['metrics'][m]:.4f}" for m in metric_names)))
