@@ -332,15 +332,29 @@ def test_teacher_specs_and_their_rows():
   assert set(half) != set(rlkd.member_rows(100, 0.5, 10))
 
 
+def test_member_checkpoint_keeps_its_layers_and_sets_its_dropout():
+  from kdjax.methods.rl_kd import pipeline as rlkd
+  from kdjax.models.hf import HFCheckpoint
+  encoder = {'embeddings': {}, 'pooler': {}, 'layer_0': {'a': 0}, 'layer_1': {'a': 1}}
+  ckpt = HFCheckpoint(TINY, encoder, None, None, 'tiny')
+  t = {'layers': 1, 'dropout': 0.3}
+  got = rlkd.member_checkpoint(ckpt, t)
+  assert got.config.num_layers == 1 and set(got.encoder_params) == {'embeddings', 'pooler',
+                                                                    'layer_0'}
+  assert got.config.hidden_dropout == got.config.attention_dropout == 0.3
+  assert rlkd.member_checkpoint(ckpt, {'layers': 0, 'dropout': 0.1}).config.num_layers == 2
+
+
 def test_settling_step_hand_values():
   from kdjax.methods.rl_kd import pipeline as rlkd
   steps = list(range(0, 200, 10))
-  # Rises linearly from 0 to 1 over steps 0..90, then stays at 1.
-  values = [min(s / 90, 1.0) for s in steps]
+  # Rises linearly from 0.5 to 1 over steps 0..90, then stays at 1.
+  values = [0.5 + 0.5 * min(s / 90, 1.0) for s in steps]
   got = rlkd.settling_step(steps, values, fraction=0.9, window=2)
   assert got['plateau'] == pytest.approx(1.0)
-  assert got['start'] == pytest.approx(1 / 18)  # mean of the first window (0, 1/9)
-  # Trailing means of two points: (7/9 + 8/9) / 2 < 0.9 + 0.1 * start < (8/9 + 1) / 2.
+  assert got['start'] == pytest.approx(0.5 + 0.5 / 18)  # mean of the first window
+  # 90% of the way from start to plateau is 0.953: the two-point mean ending at
+  # step 80 is 0.917, at step 90 0.972 (90% of the plateau alone would be step 80).
   assert got['step'] == 90
   flat = rlkd.settling_step(steps, [0.5] * len(steps), window=2)
   assert flat['step'] is None
