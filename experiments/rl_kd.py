@@ -92,6 +92,15 @@ def separation_over_seeds(results: list[dict]) -> dict:
           'start': float(np.nanmean([f['start'] for f in found])),
           'settling_step': float(np.mean(settled)) if settled else None,
           'settled_seeds': len(settled), 'seeds': len(found)}
+    probs = [r['policy']['separation'].get(stage, {}).get('mean_prob') for r in results]
+    probs = [p for p in probs if p is not None]
+    if probs:
+      collapsed = [p['collapse_step'] for p in probs if p['collapse_step'] is not None]
+      out.setdefault(stage, {})['mean_prob'] = {
+          'start': float(np.mean([p['start'] for p in probs])),
+          'end': float(np.mean([p['end'] for p in probs])),
+          'collapsed_seeds': len(collapsed), 'seeds': len(probs),
+          'collapse_step': float(np.mean(collapsed)) if collapsed else None}
   return out
 
 
@@ -235,13 +244,20 @@ def policy_behaviour(table: dict) -> list[str]:
       text += (f"; easiest vs hardest fifth of the instances {p['by_bin'][0]:.2f} vs "
                f"{p['by_bin'][-1]:.2f}")
       for stage in STAGES:
-        sep = p['separation'].get(stage, {})
+        sep = {k: v for k, v in p['separation'].get(stage, {}).items() if k in MEASURES}
         if sep:
           text += f'; {stage}: ' + ', '.join(
               f"{measure} {v['start']:.2f} -> {v['plateau']:.2f}"
               + (f" (settles at step {v['settling_step']:.0f}, {v['settled_seeds']}/{v['seeds']} "
                  'seeds)' if v['settling_step'] is not None else ' (does not grow)')
               for measure, v in sep.items())
+        mean_prob = p['separation'].get(stage, {}).get('mean_prob')
+        if mean_prob:
+          text += (f", mean π {mean_prob['start']:.2f} -> {mean_prob['end']:.2f}"
+                   + (f", all or none of the teachers chosen from step "
+                      f"{mean_prob['collapse_step']:.0f} in {mean_prob['collapsed_seeds']}/"
+                      f"{mean_prob['seeds']} seeds" if mean_prob['collapse_step'] is not None
+                      else ''))
       lines.append(text + '.')
   pre = [(task, key, p['separation']['policy_pretrain']['right_minus_wrong'])
          for task, t in table.items() for key, p in t['policy'].items()
@@ -401,8 +417,9 @@ def write_results(name: str, record: dict) -> None:
               'seeds; right_minus_wrong: mean π when a teacher is right minus when it is '
               'wrong; spread: per-instance max − min π; teacher_gap: largest difference of '
               'two teachers\' mean π):', '',
-              '| RL-KD variant | stage | ' + ' | '.join(MEASURES) + ' |',
-              '|---|---|' + '---|' * len(MEASURES)]
+              '| RL-KD variant | stage | ' + ' | '.join(MEASURES)
+              + ' | mean π (all or none chosen from step) |',
+              '|---|---|' + '---|' * (len(MEASURES) + 1)]
     for key, p in t['policy'].items():
       for stage in STAGES:
         sep = p['separation'].get(stage)
@@ -414,6 +431,10 @@ def write_results(name: str, record: dict) -> None:
           cells.append('' if v is None else f"{v['start']:.2f} -> {v['plateau']:.2f}"
                        + (f" @ {v['settling_step']:.0f}" if v['settling_step'] is not None
                           else ' (no growth)'))
+        mp = sep.get('mean_prob')
+        cells.append('' if mp is None else f"{mp['start']:.2f} -> {mp['end']:.2f}"
+                     + (f" ({mp['collapse_step']:.0f}, {mp['collapsed_seeds']}/{mp['seeds']} "
+                        'seeds)' if mp['collapse_step'] is not None else ''))
         lines.append(f'| {variant_label(key, names)} | {stage} | ' + ' | '.join(cells) + ' |')
     lines += ['', f'![{task} variants]({record["name"]}_{task}_variants.png)',
               f'![{task} separation]({record["name"]}_{task}_separation.png)',

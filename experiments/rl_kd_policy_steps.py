@@ -38,7 +38,7 @@ from common import RESULTS, apply_overrides, guarded, load_config, prepare_runti
 MEASURES = ('right_minus_wrong', 'spread', 'teacher_gap')
 QUICK = {'data.max_train_examples': 400, 'data.max_eval_examples': 200, 'data.max_length': 32,
          'teacher.batch_size': 16, 'teacher.member_epochs': (2.0, 2.0, 2.0),
-         'distill.batch_size': 16, 'distill.epochs': 2.0, 'rl.heldout_batch_size': 16,
+         'distill.batch_size': 16, 'distill.epochs': 4.0, 'rl.heldout_batch_size': 16,
          'eval_every': 1000, 'checkpoint_every': 1000, 'log_every': 5}
 
 
@@ -53,31 +53,54 @@ def setting_key(baseline: str, lr: float) -> str:
 
 
 def summarise(result: dict, steps: int) -> dict:
-  """One run's pre-training separation (per measure: start, plateau, settling
-  step), its curves, and the student's final metrics."""
+  """One run's pre-training record: its separation curves, the mean π over
+  teachers at each point, the student's final metrics and the teachers'."""
   from kdjax.methods.rl_kd.pipeline import separation_curve
   points = [p for p in result['policy']['over_training'] if p['phase'] == 'policy_pretrain']
-  return {'separation': result['policy']['separation'].get('policy_pretrain', {}),
-          'curve': separation_curve(points), 'steps': steps,
+  curve = separation_curve(points)
+  curve['mean_prob'] = [float(np.mean(p['prob'])) for p in points]
+  return {'curve': curve, 'points': points, 'steps': steps,
           'student': result['student']['metrics'], 'teachers': result['teachers'],
           'majority': result['majority']}
+
+
+def separation(summary: dict) -> dict:
+  """Per measure: start, plateau and settling step (`settling_step`); and when
+  π collapsed to all or none of the teachers (`collapse_step`). Recomputed from
+  the curves, so --rewrite follows any change of those rules."""
+  from kdjax.methods.rl_kd.pipeline import collapse_step, settling_step
+  curve = summary['curve']
+  out = {m: settling_step(curve['step'], curve[m]) for m in MEASURES if m in curve}
+  out['collapse_step'] = collapse_step(summary['points'])
+  out['mean_prob_end'] = curve['mean_prob'][-1] if curve['mean_prob'] else float('nan')
+  return out
 
 
 def recommend(by_setting: dict[str, dict]) -> dict:
   """The setting whose right-minus-wrong separation settles highest (the
   earliest among those within 0.02 of it), and the pre-training steps it needs:
-  its settling step rounded up to a multiple of 50."""
-  scored = {k: v['separation'].get('right_minus_wrong') for k, v in by_setting.items()}
-  scored = {k: v for k, v in scored.items() if v and v['step'] is not None}
-  if not scored:
+  its settling step rounded up to a multiple of 50. When none separates: the
+  largest learning rate whose π never collapsed to all or none of the teachers
+  (the fastest policy that still explores), for all the measured steps."""
+  seps = {k: separation(v) for k, v in by_setting.items()}
+  scored = {k: v['right_minus_wrong'] for k, v in seps.items()
+            if v.get('right_minus_wrong') and v['right_minus_wrong']['step'] is not None}
+  if scored:
+    top = max(v['plateau'] for v in scored.values())
+    near = {k: v for k, v in scored.items() if v['plateau'] >= top - 0.02}
+    best = min(near, key=lambda k: near[k]['step'])
+    return {'setting': best, 'pretrain_steps': int(math.ceil(near[best]['step'] / 50) * 50),
+            'why': 'highest right-minus-wrong plateau (within 0.02), earliest to settle'}
+  exploring = [k for k, v in seps.items() if v['collapse_step'] is None]
+  if not exploring:
     return {'setting': None, 'pretrain_steps': None,
-            'why': 'no setting separates right from wrong teachers within the measured steps'}
-  top = max(v['plateau'] for v in scored.values())
-  near = {k: v for k, v in scored.items() if v['plateau'] >= top - 0.02}
-  best = min(near, key=lambda k: near[k]['step'])
-  return {'setting': best, 'pretrain_steps': int(math.ceil(near[best]['step'] / 50) * 50),
-          'plateau': near[best]['plateau'], 'settling_step': near[best]['step'],
-          'why': 'highest right-minus-wrong plateau (within 0.02), earliest to settle'}
+            'why': 'no setting separates right from wrong teachers, and every one collapses '
+                   'to all or none of them'}
+  best = max(exploring, key=lambda k: by_setting[k]['lr'])
+  return {'setting': best, 'pretrain_steps': by_setting[best]['steps'],
+          'why': 'no setting separates right from wrong teachers within the measured steps; '
+                 'this is the largest learning rate whose policy never collapsed to all or '
+                 'none of the teachers'}
 
 
 def draw(record: dict, name: str) -> str:
@@ -94,7 +117,7 @@ def draw(record: dict, name: str) -> str:
       for i, (key, s) in enumerate(record['table'][task]['settings'].items()):
         if measure in s['curve']:
           ax.plot(s['curve']['step'], smoothed(s['curve'][measure]), label=key, color=f'C{i}')
-          settled = s['separation'].get(measure, {}).get('step')
+          settled = separation(s).get(measure, {}).get('step')
           if settled is not None:
             ax.axvline(settled, color=f'C{i}', linestyle=':', linewidth=1)
       ax.set_title(f'{task}: {measure}', fontsize=9)
@@ -125,7 +148,9 @@ def write_results(name: str, record: dict) -> None:
            f"{c['distill']['batch_size']}, a policy point logged every {c['log_every']} steps. "
            'Start and plateau: the mean of the first 5 and of the last fifth of the points; '
            'settles: the first step whose 5-point mean reaches 90% of the way from start to '
-           'plateau.', '']
+           'plateau (no growth: it rose by less than 0.02). All or none chosen: the first '
+           'point at which every teacher\'s mean π is above 0.95 (or every one below 0.05), '
+           'i.e. the policy became equal weights (or no KD).', '']
   for task, t in record['table'].items():
     first = next(iter(t['settings'].values()))
     m = next(iter(first['student']))
@@ -133,16 +158,20 @@ def write_results(name: str, record: dict) -> None:
               f"Teachers ({m}): " + ', '.join(f"{x['name']} {x['metrics'][m]:.4f}"
                                               for x in first['teachers'])
               + f"; majority class {first['majority'][m]:.4f}.", '',
-              '| setting | ' + ' | '.join(MEASURES) + f' | student {m} |',
-              '|---|' + '---|' * (len(MEASURES) + 1)]
+              '| setting | ' + ' | '.join(MEASURES)
+              + f' | mean π at the end | all or none chosen from step | student {m} |',
+              '|---|' + '---|' * (len(MEASURES) + 3)]
     for key, s in t['settings'].items():
-      cells = []
+      sep, cells = separation(s), []
       for measure in MEASURES:
-        v = s['separation'].get(measure)
-        cells.append('' if v is None else f"{v['start']:.2f} -> {v['plateau']:.2f}"
+        v = sep.get(measure)
+        cells.append('' if v is None else f"{v['start']:.3f} -> {v['plateau']:.3f}"
                      + (f" @ {v['step']}" if v['step'] is not None else ' (no growth)'))
-      lines.append(f'| {key} | ' + ' | '.join(cells) + f" | {s['student'][m]:.4f} |")
-    r = t['recommendation']
+      collapse = sep['collapse_step']
+      lines.append(f'| {key} | ' + ' | '.join(cells) + f" | {sep['mean_prob_end']:.3f} | "
+                   + ('never' if collapse is None else str(collapse))
+                   + f" | {s['student'][m]:.4f} |")
+    r = recommend(t['settings'])
     lines += ['', f"Recommendation: {r['setting']} with rl.pretrain_steps = "
               f"{r['pretrain_steps']} ({r['why']})." if r['setting'] else
               f"Recommendation: none ({r['why']}).", '']
@@ -168,6 +197,8 @@ def main() -> None:
   if args.rewrite:
     with open(os.path.join(RESULTS, f'{name}.json')) as f:
       record = json.load(f)
+    for t in record['table'].values():
+      t['recommendation'] = recommend(t['settings'])
     draw(record, name)
     write_results(name, record)
     return
@@ -196,7 +227,7 @@ def main() -> None:
       c.rl.baseline, c.rl.learning_rate = baseline, lr
       key = setting_key(baseline, lr)
       result = run_method(c, os.path.join(args.workdir, task, key))  # resumes when done
-      by_setting[key] = summarise(result, steps)
+      by_setting[key] = {**summarise(result, steps), 'baseline': baseline, 'lr': lr}
     table[task] = {'settings': by_setting, 'recommendation': recommend(by_setting)}
   record = {'name': name, 'variant': 'quick' if args.quick else 'full',
             'command': 'python experiments/rl_kd_policy_steps.py ' + ' '.join(sys.argv[1:]),

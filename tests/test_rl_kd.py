@@ -123,6 +123,11 @@ def test_policy_features_shapes_and_values():
   f = rl_select.policy_features(repr_, teacher, labels, regression=False)
   assert f.shape == (2, 2, rl_select.feature_size(3, 2, 2))
   np.testing.assert_allclose(f[0, 0, 3:], [0.5, 0.5, np.log(2.0)], rtol=1e-6)
+  # The instance vector at unit length, the same for every teacher of the instance.
+  np.testing.assert_allclose(f[:, :, :3], np.full((2, 2, 3), 1 / np.sqrt(3)), rtol=1e-6)
+  scaled = rl_select.policy_features(jnp.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]), teacher,
+                                     labels, regression=False)
+  np.testing.assert_allclose(scaled[:, 0, :3], [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], rtol=1e-6)
   extra = ('student_probs', 'student_loss', 'teacher_student_kl', 'teacher_id')
   g = rl_select.policy_features(repr_, teacher, labels, regression=False,
                                 student_out=jnp.zeros((2, 2)), extra_features=extra)
@@ -268,15 +273,38 @@ def test_separation_metrics_hand_values():
   m = rl_select.separation_metrics(probs, actions, teacher, labels, weights, False)
   assert float(m['policy_spread']) == pytest.approx((0.7 + 0.0 + 0.4) / 3)
   assert float(m['policy_prob_0']) == pytest.approx(1.6 / 3)
-  assert float(m['prob_right_0']) == pytest.approx(0.75)
-  assert float(m['prob_wrong_0']) == pytest.approx(0.1)
-  assert float(m['prob_right_1']) == pytest.approx(0.55)
-  assert float(m['prob_wrong_1']) == pytest.approx(0.2)
-  none_wrong = rl_select.separation_metrics(probs, actions, teacher, labels,
-                                            jnp.array([0.0, 1.0, 0.0, 0.0]), False)
-  assert np.isnan(float(none_wrong['prob_wrong_0']))
-  assert 'prob_right_0' not in rl_select.separation_metrics(
+  got = {k: float(v) for k, v in m.items()}
+  assert (got['right_prob_sum_0'], got['right_count_0']) == pytest.approx((1.5, 2))
+  assert (got['wrong_prob_sum_0'], got['wrong_count_0']) == pytest.approx((0.1, 1))
+  assert (got['right_prob_sum_1'], got['right_count_1']) == pytest.approx((1.1, 2))
+  assert (got['wrong_prob_sum_1'], got['wrong_count_1']) == pytest.approx((0.2, 1))
+  assert 'right_count_0' not in rl_select.separation_metrics(
       probs, actions, teacher[..., :1], labels.astype(jnp.float32), weights, True)
+
+
+def test_over_training_reads_the_policy_points(tmp_path):
+  """Mean π when right / wrong from the logged sums and counts (NaN without
+  rows); a step logged twice keeps its last line; other phases are skipped."""
+  from kdjax.methods.rl_kd import pipeline as rlkd
+  def row(phase, step, right_count, reward):
+    r = {'phase': phase, 'step': step, 'reward': reward, 'policy_spread': 0.2}
+    for k in range(2):
+      r.update({f'policy_prob_{k}': 0.5, f'selected_{k}': 0.4, f'right_count_{k}': right_count,
+                f'right_prob_sum_{k}': 0.6 * right_count, f'wrong_count_{k}': 2.0,
+                f'wrong_prob_sum_{k}': 0.6})
+    return json.dumps(r)
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('\n'.join([row('joint', 10, 0.0, -1.0), row('student', 10, 3.0, 0.0),
+                             row('joint', 10, 4.0, -0.5), row('policy_pretrain', 5, 0.0, -2.0)])
+                  + '\n')
+  points = rlkd.over_training(str(path), 2)
+  assert [(p['phase'], p['step'], p['reward']) for p in points] == [
+      ('policy_pretrain', 5, -2.0), ('joint', 10, -0.5)]
+  assert np.isnan(points[0]['right']).all() and points[0]['wrong'] == pytest.approx([0.3, 0.3])
+  assert points[1]['right'] == pytest.approx([0.6, 0.6])
+  assert points[1]['wrong'] == pytest.approx([0.3, 0.3])
+  empty = rlkd.over_training(str(path).replace('metrics', 'none'), 2)
+  assert empty == []
 
 
 def test_checkpoint_round_trip_restores_policy(tmp_path):
@@ -358,8 +386,19 @@ def test_settling_step_hand_values():
   assert got['step'] == 90
   flat = rlkd.settling_step(steps, [0.5] * len(steps), window=2)
   assert flat['step'] is None
+  barely = rlkd.settling_step(steps, [0.5 + 0.01 * min(s / 90, 1.0) for s in steps], window=2)
+  assert barely['step'] is None and barely['plateau'] > barely['start']  # below min_rise
   nan_tail = rlkd.settling_step(steps[:3], [0.1, float('nan'), 0.2], window=2)
   assert nan_tail['step'] is None and np.isnan(nan_tail['plateau'])
+
+
+def test_collapse_step_when_every_teacher_is_always_or_never_chosen():
+  from kdjax.methods.rl_kd import pipeline as rlkd
+  point = lambda step, prob: {'phase': 'joint', 'step': step, 'prob': prob}
+  assert rlkd.collapse_step([point(10, [0.9, 0.99]), point(20, [0.96, 0.99]),
+                             point(30, [0.5, 0.5])]) == 20
+  assert rlkd.collapse_step([point(10, [0.04, 0.2]), point(20, [0.04, 0.01])]) == 20
+  assert rlkd.collapse_step([point(10, [0.99, 0.01])]) is None  # a choice, not a collapse
 
 
 def test_separation_curve_from_logged_points():

@@ -2,10 +2,12 @@
 student learns from.
 
 Pure pieces, usable on their own: the policy module, its state features, the
-teacher weights it implies, the three rewards, the moving-average baseline and
-the REINFORCE loss; and the two train steps built from them:
-`fixed_weight_step` (equal weights, one teacher, or the warm-up) and
-`rl_step` (sample a selection, update the student, reward, update the policy).
+teacher weights it implies, the three rewards, the baselines (the instance's
+reward before the step, a moving average), the REINFORCE loss and the
+separation statistics logged each step; and the two train steps built from
+them: `fixed_weight_step` (equal weights, one teacher, or the warm-up) and
+`rl_step` (sample a selection, step the student with it, reward, update the
+policy).
 
 Shapes: B instances, K teachers, C outputs (classes, or 1 for a regression
 score), H the student's width, F state features.
@@ -98,12 +100,22 @@ def policy_features(instance_repr: jax.Array, teacher_out: jax.Array, labels: ja
                     extra_features: tuple[str, ...] = ()) -> jax.Array:
   """s_jk = [e_j ; p_Tk(x_j) ; loss(y_j, T_k)] (+ extras), gradient stopped.
 
-  instance_repr [B, H] (the student's pooled [CLS] vector), teacher_out
-  [B, K, C] teacher logits (scores for regression), labels [B];
-  student_out [B, C] is needed by the student_* and KL extras. -> [B, K, F].
+  instance_repr [B, H] (the student's pooled [CLS] vector, scaled here to unit
+  length), teacher_out [B, K, C] teacher logits (scores for regression),
+  labels [B]; student_out [B, C] is needed by the student_* and KL extras.
+  -> [B, K, F].
+
+  Why unit length: Adam moves every policy weight by about its learning rate
+  per step, so H raw [CLS] components (|e| ~ 0.5 each after the pooler's tanh)
+  moving together shift every logit by ~ 0.5 H lr per step, and the same for
+  all teachers of an instance. At H = 384 that swamped the few teacher
+  features and drove π to 1 for every teacher within tens of steps; at unit
+  length the shift is at most ~ sqrt(H) lr.
   """
   batch, num_teachers = teacher_out.shape[:2]
   labels_bk = jnp.broadcast_to(labels[:, None], (batch, num_teachers))
+  instance_repr = instance_repr / jnp.maximum(
+      jnp.linalg.norm(instance_repr.astype(jnp.float32), axis=-1, keepdims=True), 1e-6)
   parts = [jnp.broadcast_to(instance_repr[:, None, :], (batch, num_teachers,
                                                         instance_repr.shape[-1])),
            _targets(teacher_out, regression),
@@ -375,8 +387,10 @@ def separation_metrics(probs: jax.Array, actions: jax.Array, teacher_out: jax.Ar
   policy_prob_k / selected_k: mean π and selection share of teacher k;
   policy_spread: mean over instances of max_k π − min_k π (0 when every
   teacher of an instance gets the same weight); for classification,
-  prob_right_k / prob_wrong_k: mean π of teacher k on the instances it
-  classifies right / wrong (NaN when the batch has none).
+  right_prob_sum_k / right_count_k (and wrong_*): the sum of teacher k's π
+  over the instances it classifies right (wrong) and their number, so that
+  the mean π when right is their ratio over any span of steps (a batch may
+  have none, and sums stay finite).
   """
   metrics = {'policy_spread': weighted_mean(jnp.max(probs, -1) - jnp.min(probs, -1), weights)}
   if not regression:
@@ -386,9 +400,8 @@ def separation_metrics(probs: jax.Array, actions: jax.Array, teacher_out: jax.Ar
     metrics[f'selected_{k}'] = weighted_mean(actions[:, k], weights)
     if not regression:
       for side, rows in (('right', right[:, k]), ('wrong', ~right[:, k])):
-        mass = jnp.sum(weights * rows)
-        metrics[f'prob_{side}_{k}'] = jnp.where(
-            mass > 0, jnp.sum(weights * rows * probs[:, k]) / jnp.maximum(mass, 1e-9), jnp.nan)
+        metrics[f'{side}_count_{k}'] = jnp.sum(weights * rows)
+        metrics[f'{side}_prob_sum_{k}'] = jnp.sum(weights * rows * probs[:, k])
   return metrics
 
 

@@ -289,9 +289,11 @@ def over_training(metrics_path: str, num_teachers: int) -> list[dict]:
                    'selected': [row[f'selected_{k}'] for k in range(num_teachers)],
                    'spread': row.get('policy_spread', float('nan')),
                    'reward': row['reward']}
-          if 'prob_right_0' in row:
-            point['right'] = [row[f'prob_right_{k}'] for k in range(num_teachers)]
-            point['wrong'] = [row[f'prob_wrong_{k}'] for k in range(num_teachers)]
+          if 'right_count_0' in row:
+            for side in ('right', 'wrong'):
+              point[side] = [row[f'{side}_prob_sum_{k}'] / row[f'{side}_count_{k}']
+                             if row[f'{side}_count_{k}'] > 0 else float('nan')
+                             for k in range(num_teachers)]
           points[(row['phase'], row['step'])] = point
   return sorted(points.values(), key=lambda p: (_POLICY_PHASES.index(p['phase']), p['step']))
 
@@ -314,11 +316,12 @@ def separation_curve(points: list[dict]) -> dict[str, list[float]]:
 
 
 def settling_step(steps: list[int], values: list[float], fraction: float = 0.9,
-                  window: int = 5) -> dict:
+                  window: int = 5, min_rise: float = 0.02) -> dict:
   """When a noisy measure of the policy stops growing: its plateau is the mean
   of the last fifth of the points; it settles at the first step whose trailing
-  mean over `window` points reaches `fraction` of that plateau (None when the
-  plateau is not above the first window's level, i.e. it never grew)."""
+  mean over `window` points reaches `fraction` of the way from the first
+  window's level to the plateau (None when it rose by less than `min_rise`:
+  it did not grow)."""
   values = np.asarray(values, np.float64)
   keep = np.isfinite(values)
   steps, values = np.asarray(steps)[keep], values[keep]
@@ -327,22 +330,39 @@ def settling_step(steps: list[int], values: list[float], fraction: float = 0.9,
   plateau = float(values[-max(window, len(values) // 5):].mean())
   trailing = np.convolve(values, np.ones(window) / window, mode='valid')
   start = float(trailing[0])
-  if not plateau > start:
+  if not plateau - start >= min_rise:
     return {'plateau': plateau, 'start': start, 'step': None}
   target = start + fraction * (plateau - start)
   reached = int(np.argmax(trailing >= target))
   return {'plateau': plateau, 'start': start, 'step': int(steps[reached + window - 1])}
 
 
+def collapse_step(points: list[dict], level: float = 0.95) -> int | None:
+  """The first logged step at which the policy selects every teacher almost
+  always (each one's batch mean π above `level`) or almost never (below
+  1 − `level`): from there on it is equal weights or no KD, and a sigmoid
+  that saturated learns little more."""
+  for p in points:
+    if min(p['prob']) > level or max(p['prob']) < 1.0 - level:
+      return p['step']
+  return None
+
+
 def separation_summary(points: list[dict]) -> dict:
   """Per policy stage and separation measure (`separation_curve`): the start
-  and plateau levels and the step at which it settles (`settling_step`)."""
+  and plateau levels and the step at which it settles (`settling_step`); and
+  the mean π over teachers at the stage's start and end, with the step it
+  collapsed to all or none of the teachers (`collapse_step`)."""
   summary = {}
   for phase in _POLICY_PHASES:
-    curve = separation_curve([p for p in points if p['phase'] == phase])
+    stage = [p for p in points if p['phase'] == phase]
+    curve = separation_curve(stage)
     if curve['step']:
       summary[phase] = {measure: settling_step(curve['step'], values)
                         for measure, values in curve.items() if measure != 'step'}
+      summary[phase]['mean_prob'] = {'start': float(np.mean(stage[0]['prob'])),
+                                     'end': float(np.mean(stage[-1]['prob'])),
+                                     'collapse_step': collapse_step(stage)}
   return summary
 
 
