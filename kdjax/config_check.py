@@ -48,6 +48,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     'student.layer_choice': ('evenly_spaced', 'first'),
     'data.source': ('bbc', 'glue_dir', 'hub', 'disk', 'file'),
     'data.header': ('auto', 'yes', 'no'),
+    'distill.weighting': ('policy', 'equal', 'single'),
+    'rl.selection': ('hard', 'soft'),
+    'rl.reward': ('R1', 'R2', 'R3'),
+    'rl.baseline': ('moving_average', 'before_step'),
 }
 
 

@@ -17,22 +17,33 @@ def _save(fig, path: str) -> None:
 
 
 def policy_over_training(record: dict, path: str) -> None:
-  """Mean policy weight π per teacher against the step, one panel per stage."""
+  """Mean policy weight π per teacher against the step, one panel per stage;
+  for classification a second row: π when the teacher is right minus π when
+  it is wrong (how far the policy tells a teacher's good advice from bad)."""
   stages = [s for s in ('policy_pretrain', 'joint')
             if any(p['phase'] == s for p in record['over_training'])]
-  fig, axes = plt.subplots(1, max(len(stages), 1), figsize=(5 * max(len(stages), 1), 3.4),
-                           squeeze=False)
-  for ax, stage in zip(axes[0], stages):
+  with_right = any('right' in p for p in record['over_training'])
+  rows, cols = 1 + with_right, max(len(stages), 1)
+  fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+  style = lambda k: dict(linestyle=('-', '--', ':', '-.')[k % 4], linewidth=2.2 - 0.4 * (k % 4))
+  for col, stage in enumerate(stages):
     points = [p for p in record['over_training'] if p['phase'] == stage]
     steps = [p['step'] for p in points]
     for k, name in enumerate(record['teachers']):  # styles differ: lines may overlap
-      ax.plot(steps, [p['prob'][k] for p in points], label=name,
-              linestyle=('-', '--', ':', '-.')[k % 4], linewidth=2.2 - 0.4 * (k % 4))
-    ax.set_title({'policy_pretrain': 'policy pre-training (student frozen)',
-                  'joint': 'joint training'}[stage])
-    ax.set_xlabel('step')
-    ax.set_ylim(0, 1)
+      axes[0][col].plot(steps, [p['prob'][k] for p in points], label=name, **style(k))
+      if with_right:
+        axes[1][col].plot(steps, [p['right'][k] - p['wrong'][k] for p in points],
+                          label=name, **style(k))
+    axes[0][col].set_title({'policy_pretrain': 'policy pre-training (student frozen)',
+                            'joint': 'joint training'}[stage])
+    axes[0][col].set_ylim(0, 1)
+    axes[-1][col].set_xlabel('step')
+    if with_right:
+      axes[1][col].axhline(0.0, color='gray', linewidth=0.8)
+      axes[1][col].set_ylim(-1, 1)
   axes[0][0].set_ylabel('mean π(select teacher)')
+  if with_right:
+    axes[1][0].set_ylabel('π right − π wrong')
   axes[0][0].legend(fontsize=8)
   _save(fig, path)
 

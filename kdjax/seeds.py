@@ -26,6 +26,7 @@ def kd_teacher(k: int) -> int:
 RL_PRETRAIN_ORDER = 3   # training order of the policy pre-training stage
 RL_HELDOUT_ORDER = 4    # order of R3's held-out batches
 RL_POLICY_INIT = 5      # the policy's initial weights
+RL_TEACHER_ROWS = 6     # added to teacher k's seed: its share of the training rows
 
 
 def rl_teacher(k: int) -> int:

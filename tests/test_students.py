@@ -153,6 +153,42 @@ def test_teacher_layers_student_reproduces_the_teachers_hidden_states(teacher_be
   assert np.abs(np.asarray(run(config, other)[1]) - np.asarray(t_hidden[1])).max() > 1e-3
 
 
+@pytest.mark.parametrize('choice,expected', [('first', (0, 1)), ('evenly_spaced', (0, 2))])
+def test_student_from_chosen_layers_reproduces_those_layers(teacher_bert, choice, expected):
+  """`student.layer_choice` picks the teacher layers (first k, as patient KD;
+  or evenly spaced, ending with the last); each student layer then maps the
+  teacher's input to that layer onto the teacher's output of it, and the
+  embeddings are the teacher's."""
+  from kdjax.models.bert import Layer
+  config = dataclasses.replace(TEACHER, num_layers=2)
+  params = students.initialise_encoder(fresh_student(config), config, 'teacher_layers',
+                                       TEACHER, teacher_bert, (), choice)
+  rng = np.random.default_rng(1)
+  ids = rng.integers(1, TEACHER.vocab_size, (2, 10)).astype(np.int32)
+  types = np.zeros_like(ids)
+  mask = (np.arange(10)[None] < np.array([[10], [6]])).astype(np.int32)
+  run = lambda cfg, p: BertEncoder(cfg).apply({'params': p}, ids, types, mask,
+                                             output_hidden_states=True)['hidden_states']
+  t_hidden, s_hidden = run(TEACHER, teacher_bert), run(config, params)
+  np.testing.assert_allclose(s_hidden[0], t_hidden[0], atol=1e-6)
+  bias = np.where(mask[:, None, None, :] > 0, 0.0, np.finfo(np.float32).min).astype(np.float32)
+  for i, t in enumerate(expected):
+    out, _ = Layer(config).apply({'params': params[f'layer_{i}']}, t_hidden[t], bias, True)
+    np.testing.assert_allclose(out, t_hidden[t + 1], atol=1e-5)
+  if choice == 'first':  # the bottom layers: the whole stack is the teacher's bottom
+    for i in range(3):
+      np.testing.assert_allclose(s_hidden[i], t_hidden[i], atol=1e-5)
+
+
+def test_rl_kd_student_is_the_first_three_pretrained_layers():
+  """configs/rl_kd.py: BERT3 as patient KD builds it, at the teacher's width."""
+  from tests.conftest import load_config
+  s = load_config('rl_kd').student
+  assert (s.init, s.layer_choice, s.num_layers, s.hidden_size) == (
+      'teacher_layers', 'first', 3, 384)
+  assert students.chosen_layers(s.layer_choice, s.num_layers, 6) == (0, 1, 2)
+
+
 # ------------------------------------------------------------------ default_layer_map
 
 @pytest.mark.parametrize('num_student,num_teacher,expected', [

@@ -177,6 +177,19 @@ def load_glue_dir(task: str, glue_dir: str, require_train: bool = True
   return splits
 
 
+def glue_dir_splits(task: str, glue_dir: str, dev_only_train_fraction: float, seed: int
+                    ) -> dict[str, Examples]:
+  """train and dev of a GLUE task from its directory. A task with only its dev
+  file (QNLI here) is split, stratified and seeded, when
+  `dev_only_train_fraction` > 0: that share trains, the rest evaluates."""
+  splits = load_glue_dir(task, glue_dir, require_train=not dev_only_train_fraction)
+  if 'train' in splits:
+    return splits
+  if GLUE_TASKS[task].regression:
+    raise KdjaxError(f'{task}: no training file; dev-only splitting needs a classification task')
+  return stratified_split(splits['dev'], seed, 1.0 - dev_only_train_fraction, 0.0)
+
+
 def load_glue_hub(task: str) -> dict[str, Examples]:
   """GLUE from the Hugging Face hub (needs network access)."""
   import datasets
@@ -451,8 +464,10 @@ def load_task(data) -> tuple[TaskSpec, dict[str, Examples]]:
       if spec.name not in GLUE_TASKS:
         raise KdjaxError(f'task {data.task!r} is not a GLUE task; give data.hub_name for '
                          'another dataset')
-      splits = (load_glue_dir(spec.name, data.glue_dir) if source == 'glue_dir'
-                else load_glue_hub(spec.name))
+      # Configs that declare data.dev_only_train_fraction also run dev-only tasks.
+      splits = (glue_dir_splits(spec.name, data.glue_dir,
+                                data.get('dev_only_train_fraction', 0.0), data.split_seed)
+                if source == 'glue_dir' else load_glue_hub(spec.name))
     else:
       raise KdjaxError(f"unknown data.source {source!r}; use 'bbc', 'glue_dir', 'hub', 'disk' "
                        "or 'file'")

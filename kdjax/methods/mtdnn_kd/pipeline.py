@@ -49,15 +49,9 @@ def load_tasks(data, tokenizer) -> dict[str, TaskData]:
     spec = get_task(name)
     if spec.name not in sources.GLUE_DIRS:
       raise KdjaxError(f'MT-DNN-KD runs GLUE tasks; {name!r} is not one')
-    splits = (sources.load_glue_dir(spec.name, data.glue_dir, require_train=False)
+    splits = (sources.glue_dir_splits(spec.name, data.glue_dir, data.dev_only_train_fraction,
+                                      data.split_seed)
               if data.source == 'glue_dir' else sources.load_glue_hub(spec.name))
-    if 'train' not in splits:
-      # Only the dev file exists: a seeded stratified split gives train and dev parts.
-      if spec.regression:
-        raise KdjaxError(f'{name}: no training file; dev-only splitting needs a '
-                         'classification task')
-      splits = sources.stratified_split(splits['dev'], data.split_seed,
-                                        1.0 - data.dev_only_train_fraction, 0.0)
     train_ex = sources.subsample(splits['train'], data.max_train_examples, data.split_seed)
     dev_ex = sources.subsample(splits['dev'], data.max_eval_examples, data.split_seed)
     encoded = {}

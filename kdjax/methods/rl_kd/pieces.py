@@ -2,10 +2,12 @@
 student learns from.
 
 Pure pieces, usable on their own: the policy module, its state features, the
-teacher weights it implies, the three rewards, the moving-average baseline and
-the REINFORCE loss; and the two train steps built from them:
-`fixed_weight_step` (equal weights, one teacher, or the warm-up) and
-`rl_step` (sample a selection, update the student, reward, update the policy).
+teacher weights it implies, the three rewards, the baselines (the instance's
+reward before the step, a moving average), the REINFORCE loss and the
+separation statistics logged each step; and the two train steps built from
+them: `fixed_weight_step` (equal weights, one teacher, or the warm-up) and
+`rl_step` (sample a selection, step the student with it, reward, update the
+policy).
 
 Shapes: B instances, K teachers, C outputs (classes, or 1 for a regression
 score), H the student's width, F state features.
@@ -29,6 +31,7 @@ from kdjax.steps import (State, apply_gradients, encoder_inputs, make_step, trai
 
 SELECTIONS = ('hard', 'soft')
 REWARDS = ('R1', 'R2', 'R3')
+BASELINES = ('moving_average', 'before_step')
 EXTRA_FEATURES = ('student_probs', 'student_loss', 'teacher_student_kl', 'teacher_id')
 
 
@@ -39,6 +42,7 @@ class RLSettings:
   reward: str = 'R1'                   # 'R1' | 'R2' | 'R3'
   extra_features: tuple[str, ...] = ()  # any of EXTRA_FEATURES
   baseline_decay: float = 0.9          # moving-average baseline b ← d·b + (1−d)·mean R
+  baseline: str = 'before_step'        # see `advantages`
 
   def __post_init__(self):
     if self.selection not in SELECTIONS:
@@ -50,6 +54,8 @@ class RLSettings:
       raise KdjaxError(f'rl.extra_features {sorted(unknown)}: choose from {EXTRA_FEATURES}')
     if not 0.0 <= self.baseline_decay < 1.0:
       raise KdjaxError('rl.baseline_decay must be in [0, 1)')
+    if self.baseline not in BASELINES:
+      raise KdjaxError(f'rl.baseline {self.baseline!r}: use one of {BASELINES}')
 
 
 class TeacherPolicy(nn.Module):
@@ -96,12 +102,22 @@ def policy_features(instance_repr: jax.Array, teacher_out: jax.Array, labels: ja
                     extra_features: tuple[str, ...] = ()) -> jax.Array:
   """s_jk = [e_j ; p_Tk(x_j) ; loss(y_j, T_k)] (+ extras), gradient stopped.
 
-  instance_repr [B, H] (the student's pooled [CLS] vector), teacher_out
-  [B, K, C] teacher logits (scores for regression), labels [B];
-  student_out [B, C] is needed by the student_* and KL extras. -> [B, K, F].
+  instance_repr [B, H] (the student's pooled [CLS] vector, scaled here to unit
+  length), teacher_out [B, K, C] teacher logits (scores for regression),
+  labels [B]; student_out [B, C] is needed by the student_* and KL extras.
+  -> [B, K, F].
+
+  Why unit length: Adam moves every policy weight by about its learning rate
+  per step, so H raw [CLS] components (|e| ~ 0.5 each after the pooler's tanh)
+  moving together shift every logit by ~ 0.5 H lr per step, and the same for
+  all teachers of an instance. At H = 384 that swamped the few teacher
+  features and drove π to 1 for every teacher within tens of steps; at unit
+  length the shift is at most ~ sqrt(H) lr.
   """
   batch, num_teachers = teacher_out.shape[:2]
   labels_bk = jnp.broadcast_to(labels[:, None], (batch, num_teachers))
+  instance_repr = instance_repr / jnp.maximum(
+      jnp.linalg.norm(instance_repr.astype(jnp.float32), axis=-1, keepdims=True), 1e-6)
   parts = [jnp.broadcast_to(instance_repr[:, None, :], (batch, num_teachers,
                                                         instance_repr.shape[-1])),
            _targets(teacher_out, regression),
@@ -128,17 +144,22 @@ def policy_features(instance_repr: jax.Array, teacher_out: jax.Array, labels: ja
   return jax.lax.stop_gradient(jnp.concatenate(parts, axis=-1).astype(jnp.float32))
 
 
-def selection_weights(probs: jax.Array, actions: jax.Array | None, selection: str
-                      ) -> jax.Array:
-  """Teacher weights w [B, K] from π [B, K] (and actions a [B, K] for 'hard').
+def selection_weights(probs: jax.Array, actions: jax.Array, selection: str) -> jax.Array:
+  """Teacher weights w [B, K] of the sampled selection a [B, K] under π [B, K].
 
-  hard: w_jk = a_jk / max(1, Σ_k a_jk) (no teacher picked: w = 0, so the
-  instance gets the gold loss only); soft: w_jk = π_jk / Σ_k π_jk.
+  hard: the selected teachers weigh the same, w_jk = a_jk / max(1, Σ_k a_jk);
+  soft: they weigh by the policy's confidence, w_jk = a_jk π_jk / Σ_k a_jk π_jk.
+  An instance with no teacher selected gets w = 0 (the gold loss only). Both
+  depend on the sampled actions, so the student step taken with them is the
+  one whose reward REINFORCE credits to those actions (a step with
+  π / Σ π over all teachers would involve no sampled choice to credit).
   """
   if selection == 'hard':
     return actions / jnp.maximum(1.0, jnp.sum(actions, axis=-1, keepdims=True))
   if selection == 'soft':
-    return probs / jnp.maximum(jnp.sum(probs, axis=-1, keepdims=True), 1e-9)
+    chosen = actions * probs
+    total = jnp.sum(chosen, axis=-1, keepdims=True)
+    return jnp.where(total > 0, chosen / jnp.where(total > 0, total, 1.0), 0.0)
   raise KdjaxError(f'selection {selection!r}: use one of {SELECTIONS}')
 
 
@@ -166,6 +187,27 @@ def instance_rewards(reward: str, *, gold_loss_after: jax.Array,
     return -gold_loss_after - weighted_kd_after
   if reward == 'R3':
     return jnp.broadcast_to(heldout_after - heldout_before, gold_loss_after.shape)
+  raise KdjaxError(f'reward {reward!r}: use one of {REWARDS}')
+
+
+def reference_rewards(reward: str, *, gold_loss_before: jax.Array,
+                      mean_kd_before: jax.Array) -> jax.Array:
+  """Per instance [B], what the student before its step earns, with no action
+  involved: R1: −CE(y_j, S(x_j)); R2: R1 − the teachers' mean KD loss; R3: 0
+  (its reward is already a change).
+
+  `rl.baseline = 'before_step'` subtracts it from the reward, so the advantage
+  is the instance's gain from the step rather than how easy the instance is.
+  Without it, instance difficulty dominates R1 and R2 and drowns the effect of
+  the selection; it does not depend on the sampled actions, so the REINFORCE
+  gradient stays unbiased.
+  """
+  if reward == 'R1':
+    return -gold_loss_before
+  if reward == 'R2':
+    return -gold_loss_before - mean_kd_before
+  if reward == 'R3':
+    return jnp.zeros_like(gold_loss_before)
   raise KdjaxError(f'reward {reward!r}: use one of {REWARDS}')
 
 
@@ -238,16 +280,17 @@ def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
   """One policy step, and (`update_student`) one student step, on one batch.
 
   The policy samples a selection a ~ π(s) from the current student's view of
-  each instance; the student takes a trial step with those teachers; the
-  reward is read from the stepped student; REINFORCE with the moving-average
-  baseline updates the policy. With `update_student` the step is kept ('hard')
-  or replaced by a step with the updated policy's normalised π ('soft');
-  without it (policy pre-training) the student stays as it was.
+  each instance; the student takes a step with the teachers it implies
+  (`selection_weights`); the reward is read from the stepped student, and
+  REINFORCE with the baseline (`rl.baseline`) updates the policy. With
+  `update_student` the student keeps that very step, so the step rewarded is
+  the step taken; without it (policy pre-training) the student stays as it was.
   """
   rng = jax.random.fold_in(rng, state['step'])
-  act_rng, dropout_rng, soft_rng = jax.random.split(rng, 3)
+  act_rng, dropout_rng = jax.random.split(rng)
   labels, weights, teacher_out = batch['labels'], batch['weights'], batch['teacher_logits']
   pol = state['policy']
+  num_teachers = teacher_out.shape[1]
 
   before = model.apply({'params': state['params']}, *encoder_inputs(batch))
   features = policy_features(before['pooled'], teacher_out, labels, regression=regression,
@@ -255,55 +298,80 @@ def rl_step(state: State, batch, rng, *, model, tx, policy: nn.Module,
                              extra_features=rl.extra_features)
   probs = jax.nn.sigmoid(policy.apply({'params': pol['params']}, features))
   actions = jax.random.bernoulli(act_rng, probs).astype(jnp.float32)
-  sampled_weights = selection_weights(probs, actions, 'hard')
-  static = dict(model=model, tx=tx, alpha=alpha, temperature=temperature,
-                regression=regression)
-  trial, loss, grad_norm = _student_update(state, batch, dropout_rng, sampled_weights,
-                                           **static)
+  teacher_weights = selection_weights(probs, actions, rl.selection)
+  stepped, loss, grad_norm = _student_update(
+      state, batch, dropout_rng, teacher_weights, model=model, tx=tx, alpha=alpha,
+      temperature=temperature, regression=regression)
 
-  after = model.apply({'params': trial['params']}, *encoder_inputs(batch))['logits']
-  gold_after = _gold_loss(after, labels, regression)
+  kd_losses = lambda out: teacher_kd_losses(out, labels, teacher_out, temperature=temperature,
+                                            regression=regression)
+  after = model.apply({'params': stepped['params']}, *encoder_inputs(batch))['logits']
   # R2 charges an instance that picked no teacher the mean KD loss: otherwise
   # abstaining would always be rewarded (its weighted KD loss is 0).
   picked_none = jnp.sum(actions, axis=-1, keepdims=True) == 0
-  kd_weights = jnp.where(picked_none, 1.0 / teacher_out.shape[1], sampled_weights)
-  kd_after = jnp.sum(kd_weights * teacher_kd_losses(
-      after, labels, teacher_out, temperature=temperature, regression=regression), -1)
+  kd_weights = jnp.where(picked_none, 1.0 / num_teachers, teacher_weights)
   heldout_before = heldout_after = jnp.zeros((), jnp.float32)
   if rl.reward == 'R3':
     h_in, h_labels, h_weights = (encoder_inputs(batch, 'heldout_'), batch['heldout_labels'],
                                  batch['heldout_weights'])
     score = lambda p: heldout_score(model.apply({'params': p}, *h_in)['logits'], h_labels,
                                     h_weights, regression)
-    heldout_before, heldout_after = score(state['params']), score(trial['params'])
-  rewards = instance_rewards(rl.reward, gold_loss_after=gold_after,
-                             weighted_kd_after=kd_after, heldout_before=heldout_before,
-                             heldout_after=heldout_after)
-  mean_reward = weighted_mean(rewards, weights)
-  baseline, next_baseline = moving_baseline(pol['baseline'], pol['updates'], mean_reward,
+    heldout_before, heldout_after = score(state['params']), score(stepped['params'])
+  rewards = instance_rewards(
+      rl.reward, gold_loss_after=_gold_loss(after, labels, regression),
+      weighted_kd_after=jnp.sum(kd_weights * kd_losses(after), -1),
+      heldout_before=heldout_before, heldout_after=heldout_after)
+  reference = jnp.zeros_like(rewards)
+  if rl.baseline == 'before_step' and rl.reward != 'R3':
+    reference = reference_rewards(rl.reward,
+                                  gold_loss_before=_gold_loss(before['logits'], labels,
+                                                              regression),
+                                  mean_kd_before=jnp.mean(kd_losses(before['logits']), -1))
+  gains = rewards - reference
+  mean_gain = weighted_mean(gains, weights)
+  baseline, next_baseline = moving_baseline(pol['baseline'], pol['updates'], mean_gain,
                                             rl.baseline_decay)
   policy_loss, policy_grads = jax.value_and_grad(reinforce_loss)(
-      pol['params'], policy, features, actions, rewards - baseline, weights)
+      pol['params'], policy, features, actions, gains - baseline, weights)
   updates, policy_opt = policy_tx.update(policy_grads, pol['opt_state'], pol['params'])
   new_policy = {'params': optax.apply_updates(pol['params'], updates),
                 'opt_state': policy_opt, 'baseline': next_baseline,
                 'updates': pol['updates'] + 1}
 
   student = {'params': state['params'], 'opt_state': state['opt_state']}
-  if update_student and rl.selection == 'hard':
-    student = trial
-  elif update_student:
-    new_probs = jax.nn.sigmoid(policy.apply({'params': new_policy['params']}, features))
-    student, loss, grad_norm = _student_update(
-        state, batch, soft_rng, selection_weights(new_probs, None, 'soft'), **static)
+  if update_student:
+    student = stepped
+  metrics = {'loss': loss, 'grad_norm': grad_norm, 'reward': weighted_mean(rewards, weights),
+             'gain': mean_gain, 'baseline': baseline, 'policy_loss': policy_loss,
+             'heldout_gain': heldout_after - heldout_before,
+             **separation_metrics(probs, actions, teacher_out, labels, weights, regression)}
+  return {**state, **student, 'policy': new_policy, 'step': state['step'] + 1}, metrics
 
-  metrics = {'loss': loss, 'grad_norm': grad_norm, 'reward': mean_reward,
-             'baseline': baseline, 'policy_loss': policy_loss,
-             'heldout_gain': heldout_after - heldout_before}
-  for k in range(teacher_out.shape[1]):
+
+def separation_metrics(probs: jax.Array, actions: jax.Array, teacher_out: jax.Array,
+                       labels: jax.Array, weights: jax.Array, regression: bool
+                       ) -> dict[str, jax.Array]:
+  """How far the policy tells teachers apart on this batch (logged every step).
+
+  policy_prob_k / selected_k: mean π and selection share of teacher k;
+  policy_spread: mean over instances of max_k π − min_k π (0 when every
+  teacher of an instance gets the same weight); for classification,
+  right_prob_sum_k / right_count_k (and wrong_*): the sum of teacher k's π
+  over the instances it classifies right (wrong) and their number, so that
+  the mean π when right is their ratio over any span of steps (a batch may
+  have none, and sums stay finite).
+  """
+  metrics = {'policy_spread': weighted_mean(jnp.max(probs, -1) - jnp.min(probs, -1), weights)}
+  if not regression:
+    right = (jnp.argmax(teacher_out, -1) == labels[:, None].astype(jnp.int32))
+  for k in range(probs.shape[1]):
     metrics[f'policy_prob_{k}'] = weighted_mean(probs[:, k], weights)
     metrics[f'selected_{k}'] = weighted_mean(actions[:, k], weights)
-  return {**state, **student, 'policy': new_policy, 'step': state['step'] + 1}, metrics
+    if not regression:
+      for side, rows in (('right', right[:, k]), ('wrong', ~right[:, k])):
+        metrics[f'{side}_count_{k}'] = jnp.sum(weights * rows)
+        metrics[f'{side}_prob_sum_{k}'] = jnp.sum(weights * rows * probs[:, k])
+  return metrics
 
 
 def policy_probs(params, policy_params, batch, *, model, policy: nn.Module,

@@ -1,9 +1,9 @@
 """RL-KD end to end: several teachers, one student, a policy that weights them.
 
-  1. teachers: K models that differ in kind and strength (the pretrained
-     encoder fine-tuned, a truncated copy of it, one trained briefly), each a
-     resumable phase; their logits on the training and evaluation sets are
-     stored once under a key of teacher config and data in `teacher.store_dir`;
+  1. teachers: K models that differ in kind and strength (depth, training
+     rows, dropout, epochs: `teacher.member_*`), each a resumable phase; their
+     logits on the training and evaluation sets are stored once under a key of
+     teacher config and data in `teacher.store_dir`;
   2. the student, for `distill.weighting`:
        'equal'  — equal-weight multi-teacher KD for the whole budget;
        'single' — KD from teacher `distill.single_teacher` alone;
@@ -11,7 +11,8 @@
                   pre-training with the student frozen, (4) one student step
                   and one policy step per batch for the rest of the budget.
      Every variant takes the same number of student steps on the same data;
-  3. the policy's teacher weights over training and by instance difficulty
+  3. the policy's teacher weights over training (with how far it separates
+     the teachers, and when that settles) and by instance difficulty
      (policy_weights.json and two PNG plots), dev metrics, HF export, summary.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from kdjax.data.tasks import Examples
 from kdjax.data.tokenize import encode, model_inputs
 from kdjax.errors import KdjaxError
 from kdjax.methods.rl_kd import pieces
-from kdjax.metrics import compute_metrics
+from kdjax.metrics import compute_metrics, constant_baseline
 from kdjax.models.bert import count_params
 from kdjax.models.hf import HFCheckpoint, export_hf_checkpoint
 from kdjax.steps import Schedule, Start, init_state, jit_predict, jit_train_step, make_optimizer
@@ -72,17 +73,42 @@ def encode_split(tokenizer, examples: Examples, max_length: int) -> dict[str, np
 # ------------------------------------------------------------------ teachers
 
 def teacher_specs(section) -> list[dict]:
-  """One dict per teacher (name, layers, epochs, seed) from the parallel tuples."""
-  names, layers, epochs = (tuple(section.member_names), tuple(section.member_layers),
-                           tuple(section.member_epochs))
-  if not names or not len(names) == len(layers) == len(epochs):
-    raise KdjaxError('teacher.member_names, teacher.member_layers and teacher.member_epochs '
-                     f'must list one entry per teacher (got {len(names)}, {len(layers)}, '
-                     f'{len(epochs)})')
+  """One dict per teacher (name, layers, epochs, dropout, train fraction, seed)
+  from the parallel `teacher.member_*` tuples."""
+  columns = {key: tuple(section[f'member_{key}']) for key in
+             ('names', 'layers', 'epochs', 'dropouts', 'train_fractions')}
+  names = columns['names']
+  if not names or len({len(v) for v in columns.values()}) != 1:
+    raise KdjaxError('teacher.member_names, member_layers, member_epochs, member_dropouts and '
+                     'member_train_fractions must list one entry per teacher (got '
+                     + ', '.join(str(len(v)) for v in columns.values()) + ')')
   if len(set(names)) != len(names):
     raise KdjaxError(f'teacher.member_names must be distinct: {names}')
-  return [{'name': n, 'layers': int(l), 'epochs': float(e), 'seed': section.seed + 100 * k}
-          for k, (n, l, e) in enumerate(zip(names, layers, epochs))]
+  if not all(0.0 <= d < 1.0 for d in columns['dropouts']):
+    raise KdjaxError(f"teacher.member_dropouts {columns['dropouts']} must be in [0, 1)")
+  if not all(0.0 < f <= 1.0 for f in columns['train_fractions']):
+    raise KdjaxError(f"teacher.member_train_fractions {columns['train_fractions']} must be "
+                     'in (0, 1]')
+  return [{'name': n, 'layers': int(l), 'epochs': float(e), 'dropout': float(d),
+           'train_fraction': float(f), 'seed': section.seed + 100 * k}
+          for k, (n, l, e, d, f) in enumerate(zip(*columns.values()))]
+
+
+def member_rows(num_rows: int, fraction: float, seed: int) -> np.ndarray:
+  """The training rows a teacher fine-tunes on: a seeded random `fraction` of
+  them, in order (all rows for 1). Teachers on different rows disagree on
+  different instances, which is what a per-instance choice can use."""
+  if fraction >= 1.0:
+    return np.arange(num_rows)
+  count = max(1, int(round(fraction * num_rows)))
+  return np.sort(np.random.default_rng(seed).permutation(num_rows)[:count])
+
+
+def member_checkpoint(ckpt: HFCheckpoint, t: dict) -> HFCheckpoint:
+  """Teacher `t`'s starting checkpoint: its layers and dropout rate."""
+  kept = truncated(ckpt, t['layers'])
+  return dataclasses.replace(kept, config=dataclasses.replace(
+      kept.config, hidden_dropout=t['dropout'], attention_dropout=t['dropout']))
 
 
 def truncated(ckpt: HFCheckpoint, num_layers: int) -> HFCheckpoint:
@@ -108,7 +134,7 @@ def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir
   def compute():
     outputs = {split: [] for split in encoded}
     for k, t in enumerate(teacher_specs(config.teacher)):
-      model, params = teachers.build_teacher(truncated(run.teacher.checkpoint, t['layers']),
+      model, params = teachers.build_teacher(member_checkpoint(run.teacher.checkpoint, t),
                                              spec, t['seed'])
       predict = jit_predict(model, mesh)
       if t['epochs'] > 0:
@@ -116,9 +142,12 @@ def prepare_teachers(run: scaffold.Run, spec, encoded: dict, key: str, store_dir
         eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(encoded[dev_split]),
                                           encoded[dev_split]['labels'], spec,
                                           config.eval_batch_size, mesh, lengths)
-        start = classifier_start(model, params, encoded['train'], spec, config.teacher, mesh,
+        rows = member_rows(len(encoded['train']['labels']), t['train_fraction'],
+                           t['seed'] + seeds.RL_TEACHER_ROWS)
+        own = {k: v[rows] for k, v in encoded['train'].items()}
+        start = classifier_start(model, params, own, spec, config.teacher, mesh,
                                  name=name, epochs=t['epochs'], lengths=lengths)
-        params = train_classifier(run, name, start, encoded['train'], config.teacher, eval_fn,
+        params = train_classifier(run, name, start, own, config.teacher, eval_fn,
                                   phase_id=seeds.rl_teacher(k), seed=t['seed'],
                                   best_metric=best_metric(config.teacher, spec),
                                   epochs=t['epochs'], lengths=lengths,
@@ -150,8 +179,8 @@ class StageBatches:
 
 
 def rl_settings(section) -> pieces.RLSettings:
-  return pieces.RLSettings(section.selection, section.reward,
-                              tuple(section.extra_features), section.baseline_decay)
+  return pieces.RLSettings(section.selection, section.reward, tuple(section.extra_features),
+                           section.baseline_decay, section.baseline)
 
 
 def student_stages(config, total_steps: int) -> list[tuple[str, int]]:
@@ -243,7 +272,9 @@ def train_student(run: scaffold.Run, model, params, spec, arrays: dict, heldout:
 # ------------------------------------------------------------------ record
 
 def over_training(metrics_path: str, num_teachers: int) -> list[dict]:
-  """The policy's mean π and selection share per teacher at each logged step.
+  """The policy's batch statistics at each logged step of its stages: mean π,
+  selection share, per-instance spread, reward and (classification) mean π per
+  teacher when it is right and when it is wrong (`pieces.separation_metrics`).
 
   Steps logged twice (a run resumed after an interruption) keep the last entry.
   """
@@ -253,12 +284,86 @@ def over_training(metrics_path: str, num_teachers: int) -> list[dict]:
       for line in f:
         row = json.loads(line)
         if row['phase'] in _POLICY_PHASES and 'policy_prob_0' in row:
-          points[(row['phase'], row['step'])] = {
-              'phase': row['phase'], 'step': row['step'],
-              'prob': [row[f'policy_prob_{k}'] for k in range(num_teachers)],
-              'selected': [row[f'selected_{k}'] for k in range(num_teachers)],
-              'reward': row['reward']}
+          point = {'phase': row['phase'], 'step': row['step'],
+                   'prob': [row[f'policy_prob_{k}'] for k in range(num_teachers)],
+                   'selected': [row[f'selected_{k}'] for k in range(num_teachers)],
+                   'spread': row.get('policy_spread', float('nan')),
+                   'reward': row['reward']}
+          if 'right_count_0' in row:
+            for side in ('right', 'wrong'):
+              point[side] = [row[f'{side}_prob_sum_{k}'] / row[f'{side}_count_{k}']
+                             if row[f'{side}_count_{k}'] > 0 else float('nan')
+                             for k in range(num_teachers)]
+          points[(row['phase'], row['step'])] = point
   return sorted(points.values(), key=lambda p: (_POLICY_PHASES.index(p['phase']), p['step']))
+
+
+def separation_curve(points: list[dict]) -> dict[str, list[float]]:
+  """Per logged point, how far the policy tells the teachers apart:
+  'teacher_gap' (largest difference between two teachers' mean π), 'spread'
+  (mean per-instance max_k π − min_k π) and, for classification,
+  'right_minus_wrong' (mean over teachers of π when right − π when wrong)."""
+  curve = {'step': [p['step'] for p in points],
+           'teacher_gap': [max(p['prob']) - min(p['prob']) for p in points],
+           'spread': [p['spread'] for p in points]}
+  if points and 'right' in points[0]:
+    with np.errstate(invalid='ignore'):
+      curve['right_minus_wrong'] = [
+          float(np.nanmean(np.subtract(p['right'], p['wrong'])))
+          if np.isfinite(np.subtract(p['right'], p['wrong'])).any() else float('nan')
+          for p in points]
+  return curve
+
+
+def settling_step(steps: list[int], values: list[float], fraction: float = 0.9,
+                  window: int = 5, min_rise: float = 0.02) -> dict:
+  """When a noisy measure of the policy stops growing: its plateau is the mean
+  of the last fifth of the points; it settles at the first step whose trailing
+  mean over `window` points reaches `fraction` of the way from the first
+  window's level to the plateau (None when it rose by less than `min_rise`:
+  it did not grow)."""
+  values = np.asarray(values, np.float64)
+  keep = np.isfinite(values)
+  steps, values = np.asarray(steps)[keep], values[keep]
+  if len(values) < 2 * window:
+    return {'plateau': float('nan'), 'start': float('nan'), 'step': None}
+  plateau = float(values[-max(window, len(values) // 5):].mean())
+  trailing = np.convolve(values, np.ones(window) / window, mode='valid')
+  start = float(trailing[0])
+  if not plateau - start >= min_rise:
+    return {'plateau': plateau, 'start': start, 'step': None}
+  target = start + fraction * (plateau - start)
+  reached = int(np.argmax(trailing >= target))
+  return {'plateau': plateau, 'start': start, 'step': int(steps[reached + window - 1])}
+
+
+def collapse_step(points: list[dict], level: float = 0.95) -> int | None:
+  """The first logged step at which the policy selects every teacher almost
+  always (each one's batch mean π above `level`) or almost never (below
+  1 − `level`): from there on it is equal weights or no KD, and a sigmoid
+  that saturated learns little more."""
+  for p in points:
+    if min(p['prob']) > level or max(p['prob']) < 1.0 - level:
+      return p['step']
+  return None
+
+
+def separation_summary(points: list[dict]) -> dict:
+  """Per policy stage and separation measure (`separation_curve`): the start
+  and plateau levels and the step at which it settles (`settling_step`); and
+  the mean π over teachers at the stage's start and end, with the step it
+  collapsed to all or none of the teachers (`collapse_step`)."""
+  summary = {}
+  for phase in _POLICY_PHASES:
+    stage = [p for p in points if p['phase'] == phase]
+    curve = separation_curve(stage)
+    if curve['step']:
+      summary[phase] = {measure: settling_step(curve['step'], values)
+                        for measure, values in curve.items() if measure != 'step'}
+      summary[phase]['mean_prob'] = {'start': float(np.mean(stage[0]['prob'])),
+                                     'end': float(np.mean(stage[-1]['prob'])),
+                                     'collapse_step': collapse_step(stage)}
+  return summary
 
 
 def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray,
@@ -288,6 +393,19 @@ def by_difficulty(probs: np.ndarray, teacher_logits: np.ndarray, labels: np.ndar
   return record
 
 
+def teacher_overlap(teacher_logits: np.ndarray, labels: np.ndarray) -> dict:
+  """How much room the teachers leave a per-instance choice, on the training
+  rows (classification): each one's accuracy, the share of rows on which they
+  all give the same class, and on which at least one / every one is right.
+  teacher_logits [N, K, C], labels [N]."""
+  predicted = teacher_logits.argmax(-1)
+  right = predicted == labels[:, None].astype(np.int64)
+  return {'accuracy': right.mean(axis=0).tolist(),
+          'all_agree': float((predicted == predicted[:, :1]).all(axis=1).mean()),
+          'any_right': float(right.any(axis=1).mean()),
+          'all_right': float(right.all(axis=1).mean())}
+
+
 def _policy_probs(params, batch, *, model, policy, extra_features, regression):
   """`pieces.policy_probs` for (student params, policy params) in one argument."""
   student_params, policy_params = params
@@ -304,8 +422,9 @@ def write_policy_record(workdir: str, names: list[str], state, model, config, sp
       extra_features=tuple(config.rl.extra_features), regression=spec.regression))
   probs = loop.predict_all(predict, (state['params'], state['policy']['params']), arrays,
                             config.eval_batch_size, mesh)
-  record = {'teachers': names,
-            'over_training': over_training(os.path.join(workdir, 'metrics.jsonl'), len(names)),
+  points = over_training(os.path.join(workdir, 'metrics.jsonl'), len(names))
+  record = {'teachers': names, 'over_training': points,
+            'separation': separation_summary(points),
             'final_mean_prob': probs.mean(axis=0).tolist(),
             'by_difficulty': by_difficulty(probs, arrays['teacher_logits'], arrays['labels'],
                                            spec.regression)}
@@ -389,22 +508,43 @@ def run(config, workdir: str) -> dict:
             'data_sizes': {'train': len(train_ex), 'heldout': 0 if heldout_ex is None
                            else len(heldout_ex),
                            **{name: len(ex) for name, ex in evaluated.items()}},
+            'majority': constant_baseline(spec.metrics, encoded['train']['labels'], eval_labels,
+                                          spec.regression, spec.num_outputs),
             'teachers': teacher_rows,
+            'teacher_overlap': None if spec.regression else teacher_overlap(
+                arrays['teacher_logits'], arrays['labels']),
             'student': {'metrics': metrics, 'params': count_params(host_params),
                         'export_dir': export_dir}}
   if config.distill.weighting == 'policy':
     record = write_policy_record(workdir, [t['name'] for t in specs], state, model, config,
                                  spec, arrays, mesh)
     result['policy'] = {'final_mean_prob': record['final_mean_prob'],
-                        'by_difficulty': record['by_difficulty']}
+                        'by_difficulty': record['by_difficulty'],
+                        'separation': record['separation'],
+                        'over_training': record['over_training']}
   return r.finish(result)
+
+
+def describe_teacher(t: dict) -> str:
+  """'6 layers, 3 ep, dropout 0.1, all rows' for a teacher spec (older records
+  lack dropout and train fraction)."""
+  parts = [f"{t['layers'] or 'all'} layers", f"{t['epochs']:g} ep"]
+  if 'dropout' in t:
+    parts.append(f"dropout {t['dropout']:g}")
+  if 'train_fraction' in t:
+    parts.append('all rows' if t['train_fraction'] >= 1 else
+                 f"{t['train_fraction']:.0%} of rows")
+  return ', '.join(parts)
 
 
 def format_table(result: dict) -> str:
   metric_names = list(result['student']['metrics'])
   rows = [('model', *metric_names)]
+  if 'majority' in result:
+    rows.append(('majority class (constant answer)',
+                 *(f"{result['majority'][m]:.4f}" for m in metric_names)))
   for t in result['teachers']:
-    rows.append((f"teacher {t['name']} ({t['layers'] or 'all'} layers, {t['epochs']:g} ep)",
+    rows.append((f"teacher {t['name']} ({describe_teacher(t)})",
                  *(f"{t['metrics'][m]:.4f}" for m in metric_names)))
   rows.append((f"student, {result['variant']}",
                *(f"{result['student']['metrics'][m]:.4f}" for m in metric_names)))
