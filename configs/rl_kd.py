@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.rl.baseline = 'before_step'   # 'before_step' (own reward before the step) | 'moving_average'
   c.rl.baseline_decay = 0.9       # moving-average reward baseline
   c.rl.warmup_fraction = 0.3      # share of student steps in stage 2 (equal-weight warm-up)
-  c.rl.pretrain_steps = 100       # stage 3: policy steps with the student frozen
+  c.rl.pretrain_steps = 300       # stage 3: policy steps with the student frozen
   c.rl.heldout_batch_size = 64    # R3: held-out instances per episode
 
   if arg == 'quick':
