@@ -47,6 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.distill.single_teacher = 0    # weighting=single: index into teacher.member_names
   c.distill.heldout_fraction = 0.1  # training rows held out (R3 rewards); same for all variants
 
+  # learning_rate, baseline and pretrain_steps: from experiments/rl_kd_policy_steps.py (its
+  # results file); the largest rate whose policy did not collapse to every teacher.
   c.rl = ml_collections.ConfigDict()
   c.rl.selection = 'hard'         # sampled teachers weigh 'hard': equally | 'soft': by π
   c.rl.reward = 'R1'              # 'R1' -gold CE | 'R2' R1 - weighted KD | 'R3' held-out acc gain
