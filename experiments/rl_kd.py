@@ -225,6 +225,19 @@ def overall(table: dict, wins: dict) -> list[str]:
              'policy behaviour below says why.')]
 
 
+def describe_growth(v: dict, short: bool = False) -> str:
+  """'start -> plateau' and when it settles, of `separation_over_seeds`."""
+  if not np.isfinite(v['plateau']):
+    return 'too few logged points'
+  text = f"{v['start']:.2f} -> {v['plateau']:.2f}"
+  if v['settling_step'] is None:
+    return text + ' (no growth)' if short else text + ' (does not grow)'
+  if short:
+    return text + f" @ {v['settling_step']:.0f}"
+  return text + (f" (settles at step {v['settling_step']:.0f}, {v['settled_seeds']}/"
+                 f"{v['seeds']} seeds)")
+
+
 def policy_behaviour(table: dict) -> list[str]:
   """What the learned policies did: how far they separate teachers, when that
   settles, and whether the teachers left room for a choice."""
@@ -252,11 +265,8 @@ def policy_behaviour(table: dict) -> list[str]:
       for stage in STAGES:
         sep = {k: v for k, v in p['separation'].get(stage, {}).items() if k in MEASURES}
         if sep:
-          text += f'; {stage}: ' + ', '.join(
-              f"{measure} {v['start']:.2f} -> {v['plateau']:.2f}"
-              + (f" (settles at step {v['settling_step']:.0f}, {v['settled_seeds']}/{v['seeds']} "
-                 'seeds)' if v['settling_step'] is not None else ' (does not grow)')
-              for measure, v in sep.items())
+          text += f'; {stage}: ' + ', '.join(f'{measure} {describe_growth(v)}'
+                                             for measure, v in sep.items())
         mean_prob = p['separation'].get(stage, {}).get('mean_prob')
         if mean_prob:
           text += (f", mean π {mean_prob['start']:.2f} -> {mean_prob['end']:.2f}"
@@ -267,7 +277,8 @@ def policy_behaviour(table: dict) -> list[str]:
       lines.append(text + '.')
   pre = [(task, key, p['separation']['policy_pretrain']['right_minus_wrong'])
          for task, t in table.items() for key, p in t['policy'].items()
-         if 'right_minus_wrong' in p['separation'].get('policy_pretrain', {})]
+         if 'right_minus_wrong' in p['separation'].get('policy_pretrain', {})
+         and np.isfinite(p['separation']['policy_pretrain']['right_minus_wrong']['plateau'])]
   settled = [v['settling_step'] for _, _, v in pre if v['settling_step'] is not None]
   if pre:
     lines.append(
@@ -434,9 +445,7 @@ def write_results(name: str, record: dict) -> None:
         cells = []
         for measure in MEASURES:
           v = sep.get(measure)
-          cells.append('' if v is None else f"{v['start']:.2f} -> {v['plateau']:.2f}"
-                       + (f" @ {v['settling_step']:.0f}" if v['settling_step'] is not None
-                          else ' (no growth)'))
+          cells.append('' if v is None else describe_growth(v, short=True))
         mp = sep.get('mean_prob')
         cells.append('' if mp is None else f"{mp['start']:.2f} -> {mp['end']:.2f}"
                      + (f" ({mp['collapse_step']:.0f}, {mp['collapsed_seeds']}/{mp['seeds']} "
