@@ -47,6 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.distill.single_teacher = 0    # weighting=single: index into teacher.member_names
   c.distill.heldout_fraction = 0.1  # training rows held out (R3 rewards); same for all variants
 
+  # learning_rate, baseline and pretrain_steps: from experiments/rl_kd_policy_steps.py (its
+  # results file); the largest rate whose policy did not collapse to every teacher.
   c.rl = ml_collections.ConfigDict()
   c.rl.selection = 'hard'         # sampled teachers weigh 'hard': equally | 'soft': by π
   c.rl.reward = 'R1'              # 'R1' -gold CE | 'R2' R1 - weighted KD | 'R3' held-out acc gain
@@ -56,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.rl.baseline = 'before_step'   # 'before_step' (own reward before the step) | 'moving_average'
   c.rl.baseline_decay = 0.9       # moving-average reward baseline
   c.rl.warmup_fraction = 0.3      # share of student steps in stage 2 (equal-weight warm-up)
-  c.rl.pretrain_steps = 100       # stage 3: policy steps with the student frozen
+  c.rl.pretrain_steps = 300       # stage 3: policy steps with the student frozen
   c.rl.heldout_batch_size = 64    # R3: held-out instances per episode
 
   if arg == 'quick':

@@ -9,14 +9,19 @@ the best single teacher?
 Per task, the three teachers of configs/rl_kd.py are trained once (stored
 under WORKDIR/teachers); then, for each seed, the same student (the first 3
 pre-trained layers) with the same data and step budget is distilled by: each
-single teacher, equal weights, and RL-KD with rewards R1, R2, R3 (and R1 with
-the teacher's identity as a feature). Writes experiments/results/rl_kd{,_quick}
-.md and .json: the majority-class baseline, the teachers, every variant's mean
-± std over seeds, per-seed paired differences of RL-KD minus equal weights and
-minus the best single teacher, and how the policy's separation of the
-teachers evolved (when it settles: the evidence for rl.pretrain_steps); PNG
-plots: metric per variant, the policy's weights over training and by instance
-difficulty (seed 0), and the separation curves of every reward.
+single teacher, equal weights, and RL-KD with rewards R1, R2, R3 (with
+--teacher-id also R1 with the teacher's identity as a policy feature).
+
+Writes experiments/results/rl_kd{,_quick}.md and .json: the majority-class
+baseline, the teachers, every variant's mean ± std over seeds, per-seed paired
+differences of RL-KD minus equal weights and minus the best single teacher,
+and how the policy's separation of the teachers evolved (when it settles: the
+evidence for rl.pretrain_steps); PNG plots: metric per variant, the policy's
+weights over training and by instance difficulty (seed 0), and the
+separation curves of every reward and seed.
+
+The full default is 3 tasks x 3 seeds x 7 students (plus 9 teachers): about
+12 hours on 2 CPU cores shared with another job (from measured step times).
 """
 from __future__ import annotations
 
@@ -38,24 +43,25 @@ STAGES = ('policy_pretrain', 'joint')
 MEASURES = ('right_minus_wrong', 'spread', 'teacher_gap')
 
 
-def variants(num_teachers: int) -> list[tuple[str, dict]]:
+def variants(num_teachers: int, teacher_id: bool = False) -> list[tuple[str, dict]]:
   """(key, distill/rl overrides) of every compared student."""
   out = [(f'single{k}', {'weighting': 'single', 'single_teacher': k})
          for k in range(num_teachers)]
   out.append(('equal', {'weighting': 'equal'}))
   out += [(f'rl_{r}', {'weighting': 'policy', 'reward': r}) for r in REWARDS]
-  # R1 with the teacher's identity among the features: a per-teacher preference.
-  out.append(('rl_R1_id', {'weighting': 'policy', 'reward': 'R1',
-                           'extra_features': ('teacher_id',)}))
+  if teacher_id:  # R1 with the teacher's identity among the features: a per-teacher preference
+    out.append(('rl_R1_id', {'weighting': 'policy', 'reward': 'R1',
+                             'extra_features': ('teacher_id',)}))
   return out
 
 
-def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
+def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
+            teacher_id: bool = False) -> dict:
   runs = {}
   for task in tasks:
     runs[task] = {}
     for seed in seeds:
-      for key, change in variants(len(config.teacher.member_names)):
+      for key, change in variants(len(config.teacher.member_names), teacher_id):
         c = config.copy_and_resolve_references()
         c.data.task, c.seed = task, seed
         c.data.source = 'bbc' if task == 'bbc' else config.data.source
@@ -219,6 +225,19 @@ def overall(table: dict, wins: dict) -> list[str]:
              'policy behaviour below says why.')]
 
 
+def describe_growth(v: dict, short: bool = False) -> str:
+  """'start -> plateau' and when it settles, of `separation_over_seeds`."""
+  if not np.isfinite(v['plateau']):
+    return 'too few logged points'
+  text = f"{v['start']:.2f} -> {v['plateau']:.2f}"
+  if v['settling_step'] is None:
+    return text + ' (no growth)' if short else text + ' (does not grow)'
+  if short:
+    return text + f" @ {v['settling_step']:.0f}"
+  return text + (f" (settles at step {v['settling_step']:.0f}, {v['settled_seeds']}/"
+                 f"{v['seeds']} seeds)")
+
+
 def policy_behaviour(table: dict) -> list[str]:
   """What the learned policies did: how far they separate teachers, when that
   settles, and whether the teachers left room for a choice."""
@@ -246,11 +265,8 @@ def policy_behaviour(table: dict) -> list[str]:
       for stage in STAGES:
         sep = {k: v for k, v in p['separation'].get(stage, {}).items() if k in MEASURES}
         if sep:
-          text += f'; {stage}: ' + ', '.join(
-              f"{measure} {v['start']:.2f} -> {v['plateau']:.2f}"
-              + (f" (settles at step {v['settling_step']:.0f}, {v['settled_seeds']}/{v['seeds']} "
-                 'seeds)' if v['settling_step'] is not None else ' (does not grow)')
-              for measure, v in sep.items())
+          text += f'; {stage}: ' + ', '.join(f'{measure} {describe_growth(v)}'
+                                             for measure, v in sep.items())
         mean_prob = p['separation'].get(stage, {}).get('mean_prob')
         if mean_prob:
           text += (f", mean π {mean_prob['start']:.2f} -> {mean_prob['end']:.2f}"
@@ -261,7 +277,8 @@ def policy_behaviour(table: dict) -> list[str]:
       lines.append(text + '.')
   pre = [(task, key, p['separation']['policy_pretrain']['right_minus_wrong'])
          for task, t in table.items() for key, p in t['policy'].items()
-         if 'right_minus_wrong' in p['separation'].get('policy_pretrain', {})]
+         if 'right_minus_wrong' in p['separation'].get('policy_pretrain', {})
+         and np.isfinite(p['separation']['policy_pretrain']['right_minus_wrong']['plateau'])]
   settled = [v['settling_step'] for _, _, v in pre if v['settling_step'] is not None]
   if pre:
     lines.append(
@@ -428,9 +445,7 @@ def write_results(name: str, record: dict) -> None:
         cells = []
         for measure in MEASURES:
           v = sep.get(measure)
-          cells.append('' if v is None else f"{v['start']:.2f} -> {v['plateau']:.2f}"
-                       + (f" @ {v['settling_step']:.0f}" if v['settling_step'] is not None
-                          else ' (no growth)'))
+          cells.append('' if v is None else describe_growth(v, short=True))
         mp = sep.get('mean_prob')
         cells.append('' if mp is None else f"{mp['start']:.2f} -> {mp['end']:.2f}"
                      + (f" ({mp['collapse_step']:.0f}, {mp['collapsed_seeds']}/{mp['seeds']} "
@@ -453,6 +468,8 @@ def main() -> None:
   parser.add_argument('--tasks', default=None, help='default sst2,mrpc,qnli (--quick: rte)')
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--quick', action='store_true')
+  parser.add_argument('--teacher-id', action='store_true',
+                      help='also RL-KD R1 with the teacher\'s identity as a policy feature')
   parser.add_argument('--rewrite', action='store_true',
                       help='rebuild table, reading and plots from the saved JSON')
   args, overrides = parser.parse_known_args()
@@ -476,7 +493,7 @@ def main() -> None:
   if not config.data.glue_dir and any(t != 'bbc' for t in tasks):
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --config.data.glue_dir')
   config.teacher.store_dir = os.path.abspath(os.path.join(args.workdir, 'teachers'))
-  runs = run_all(config, args.workdir, tasks, seeds)  # finished runs resume instantly
+  runs = run_all(config, args.workdir, tasks, seeds, args.teacher_id)  # finished runs resume
   table = build_table(runs)
   record = {'name': name, 'variant': 'quick' if args.quick else 'full',
             'command': 'python experiments/rl_kd.py ' + ' '.join(sys.argv[1:]),

@@ -43,6 +43,28 @@ def test_glue_local_files(glue_dir):
   assert set(np.unique(rte.labels)) == {0, 1}
 
 
+def test_dev_only_glue_task_is_split_when_the_config_asks(glue_dir):
+  """QNLI has only its dev file here: a config with data.dev_only_train_fraction
+  trains on that share of it (stratified, seeded) and evaluates on the rest;
+  without the key it is refused as before."""
+  import ml_collections
+  data = _data_config(source='glue_dir', task='qnli', glue_dir=glue_dir)
+  with pytest.raises(KdjaxError, match='missing'):
+    sources.load_task(data)
+  with_key = ml_collections.ConfigDict(data.to_dict())
+  with_key.dev_only_train_fraction = 0.5
+  _, splits = sources.load_task(with_key)
+  dev = sources.load_glue_dir('qnli', glue_dir, require_train=False)['dev']
+  assert set(splits) == {'train', 'dev'}
+  assert abs(len(splits['train']) - len(dev) / 2) <= 2
+  assert len(splits['train']) + len(splits['dev']) == len(dev)
+  pairs = lambda ex: sorted(zip(ex.texts_a, ex.texts_b))
+  assert sorted(pairs(splits['train']) + pairs(splits['dev'])) == pairs(dev)  # a partition
+  assert abs(splits['train'].labels.mean() - splits['dev'].labels.mean()) < 0.01  # stratified
+  again = sources.load_task(with_key)[1]
+  assert again['dev'].texts_a == splits['dev'].texts_a
+
+
 def _data_config(**overrides):
   data = get_config().data
   for k, v in overrides.items():
