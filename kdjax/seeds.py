@@ -8,6 +8,13 @@ they are fixed here, each family in its own range so none can collide.
 """
 from __future__ import annotations
 
+def member_seed(teacher_seed: int, k: int) -> int:
+  """The seed of teacher k of a set (plain KD's `teacher.checkpoints`, an RL-KD
+  teacher set, an MT-DNN-KD ensemble): `teacher.seed + 100 k`, so members differ
+  in head init, dropout and data order and member 0 is seeded as a lone teacher."""
+  return teacher_seed + 100 * k
+
+
 # Plain KD (and the mixed-vocabulary task teacher).
 TEACHER = 1
 STUDENT = 2

@@ -37,11 +37,6 @@ def teacher_name(k: int) -> str:
   return 'teacher' if k == 0 else f'teacher_{k}'
 
 
-def teacher_seed(section, k: int) -> int:
-  """Teacher k's seed (head init, dropout, data order): teacher.seed + 100 k."""
-  return section.seed + 100 * k
-
-
 def open_more_teachers(run: scaffold.Run) -> list[HFCheckpoint]:
   """The checkpoints of `teacher.checkpoints[1:]`, checked before any work:
   each must read the same token ids as the run's teacher (the first)."""
@@ -49,7 +44,7 @@ def open_more_teachers(run: scaffold.Run) -> list[HFCheckpoint]:
   opened = []
   for k, path in enumerate(teachers.checkpoints_of(config.teacher)[1:], start=1):
     directory, ckpt, tokenizer = teachers.open_teacher(
-        path, config.data.max_length, teacher_seed(config.teacher, k), config.compute_dtype,
+        path, config.data.max_length, seeds.member_seed(config.teacher.seed, k), config.compute_dtype,
         role=f'teacher.checkpoints[{k}]')
     if tokenizer.get_vocab() != run.teacher.tokenizer.get_vocab():
       raise KdjaxError(f'teacher.checkpoints[{k}] ({directory}) has another vocabulary than '
@@ -95,7 +90,7 @@ def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eva
   """
   config, mesh, lengths = run.config, run.mesh, run.lengths
   checkpoint = checkpoint or run.teacher.checkpoint
-  name, seed = teacher_name(k), teacher_seed(config.teacher, k)
+  name, seed = teacher_name(k), seeds.member_seed(config.teacher.seed, k)
   # What the teacher's training and outputs depend on besides the data.
   shape = (config.data.max_length, lengths, *teachers.dtype_parts(config))
   # With teacher.store_dir, runs that share it (and the teacher config, data and

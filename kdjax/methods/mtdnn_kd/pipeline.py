@@ -105,7 +105,7 @@ def _train_ensemble(run: scaffold.Run, task: TaskData, task_index: int, members_
     member_cfg = dataclasses.replace(ckpt.config, hidden_dropout=dropout,
                                      attention_dropout=dropout)
     model, params = teachers.build_teacher(dataclasses.replace(ckpt, config=member_cfg),
-                                           spec, config.teacher.seed + 100 * k)
+                                           spec, seeds.member_seed(config.teacher.seed, k))
     predict = jit_predict(model, mesh)
     eval_fn = lambda p: loop.evaluate(predict, p, model_inputs(task.dev), dev_labels, spec,
                                       config.eval_batch_size, mesh, lengths)

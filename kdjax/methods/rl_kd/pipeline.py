@@ -90,7 +90,7 @@ def teacher_specs(section) -> list[dict]:
     raise KdjaxError(f"teacher.member_train_fractions {columns['train_fractions']} must be "
                      'in (0, 1]')
   return [{'name': n, 'layers': int(l), 'epochs': float(e), 'dropout': float(d),
-           'train_fraction': float(f), 'seed': section.seed + 100 * k}
+           'train_fraction': float(f), 'seed': seeds.member_seed(section.seed, k)}
           for k, (n, l, e, d, f) in enumerate(zip(*columns.values()))]
 
 
