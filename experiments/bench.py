@@ -549,6 +549,9 @@ def markdown(report: dict) -> str:
     cells = ([f'{wall_ms:.0f}'] + [f'{profile.get(k, 0.0):.0f}' for k in PROFILE_KINDS]
              + [f'{busy:.0%}'])
     lines.append(f'| {pair} | ' + ' | '.join(cells) + ' |')
+  if 'real_data' in report:  # written by bench_real_data.py
+    from bench_real_data import markdown as real_data_markdown
+    lines += ['', real_data_markdown(report['real_data'])]
   return '\n'.join(lines + [''])
 
 
@@ -591,6 +594,11 @@ def main() -> None:
   report['versions'] = ', '.join(sorted(versions))
   name = 'bench_quick' if args.quick else 'bench'
   os.makedirs(args.out, exist_ok=True)
+  previous = os.path.join(args.out, f'{name}.json')
+  if os.path.exists(previous):  # keep bench_real_data.py's rows
+    with open(previous) as f:
+      if 'real_data' in (kept := json.load(f)):
+        report['real_data'] = kept['real_data']
   with open(os.path.join(args.out, f'{name}.json'), 'w') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(args.out, f'{name}.md'), 'w') as f:
