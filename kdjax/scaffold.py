@@ -9,6 +9,7 @@ method's `run(config, workdir)`, which builds its pipeline on `begin`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -101,6 +102,17 @@ class Run:
   started: float
   log: MetricsLog | None = None
   best: dict[str, dict] = dataclasses.field(default_factory=dict)  # phase -> best evaluation
+  seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # part -> wall time
+
+  @contextlib.contextmanager
+  def timed(self, part: str):
+    """Adds the wall time of the block to `part` in summary.json's
+    `part_seconds` (where a run's time went; parts on two threads overlap)."""
+    started = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
 
   @property
   def cadence(self) -> Cadence:
@@ -150,6 +162,8 @@ class Run:
     if self.best:  # the dev evaluations whose params each phase ended with
       result['best_checkpoints'] = self.best
     result['wall_seconds'] = time.time() - self.started
+    if self.seconds:
+      result['part_seconds'] = dict(self.seconds)
     self.log.close()
     if jax.process_index() == 0:
       atomic.write_json(self.path('summary.json'), result)

@@ -18,8 +18,7 @@ import numpy as np
 from kdjax import atomic
 from kdjax.data.tasks import TaskSpec
 from kdjax.errors import KdjaxError
-from kdjax.models.bert import init_params
-from kdjax.models.heads import BertClassifier
+from kdjax.models.heads import BertClassifier, init_head
 from kdjax.models.hf import HFCheckpoint
 
 
@@ -67,12 +66,10 @@ def open_teacher(checkpoint: str, max_length: int, seed: int, dtype: str = 'floa
 def build_teacher(ckpt: HFCheckpoint, spec: TaskSpec, seed: int):
   """(model, params) of encoder + task head; the checkpoint's head is kept when it fits."""
   model = BertClassifier(ckpt.config, spec.num_outputs)
-  params = jax.tree.map(np.asarray, init_params(model, jax.random.PRNGKey(seed)))
-  params['bert'] = ckpt.encoder_params
   head = ckpt.head_params
-  if head is not None and head['dense']['bias'].shape == (spec.num_outputs,):
-    params['classifier'] = head
-  return model, params
+  if head is None or head['dense']['bias'].shape != (spec.num_outputs,):
+    head = init_head(ckpt.config, spec.num_outputs, seed)
+  return model, {'bert': ckpt.encoder_params, 'classifier': head}
 
 
 def dtype_parts(config) -> tuple[str, ...]:

@@ -91,6 +91,11 @@ def test_quick_cli_run_writes_everything(tmp_path):
   assert os.listdir(workdir / 'tensorboard' / 'student')
   phases = {json.loads(l)['phase'] for l in open(workdir / 'metrics.jsonl')}
   assert {'teacher', 'student', 'teacher_final', 'student_final'} <= phases
+  # Where the run's time went; the parts on the main thread fit in the run's time.
+  parts = summary['part_seconds']
+  assert {'teachers', 'student_start', 'teacher_outputs', 'student', 'teacher_report',
+          'student_report'} <= set(parts) and min(parts.values()) >= 0
+  assert sum(v for k, v in parts.items() if k != 'student_start') < summary['wall_seconds']
   # Rerunning the finished command resumes every phase and trains nothing more.
   again = run_cli('--config', 'kdjax/defaults.py:quick', '--workdir', str(workdir))
   assert again.returncode == 0, again.stderr[-3000:]

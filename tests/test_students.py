@@ -1,5 +1,5 @@
 """Student initialisation and schedules: `initialise_encoder` in each mode
-(values checked exactly), a teacher_layers student reproducing the teacher's
+(values checked exactly), a task head initialised alone as in the full model, a teacher_layers student reproducing the teacher's
 hidden states, `default_layer_map`, `rlkd.holdout_split` and the p_SV ramp
 `mixed_vocab.p_student_at`."""
 import dataclasses
@@ -14,6 +14,7 @@ from kdjax.errors import KdjaxError
 from kdjax.methods.mixed_vocab import pieces as mixed_vocab
 from kdjax.methods.rl_kd import pipeline as rlkd
 from kdjax.models.bert import BertConfig, BertEncoder, init_params
+from kdjax.models.heads import BertClassifier, init_head
 
 TEACHER = BertConfig(vocab_size=200, hidden_size=32, num_layers=3, num_heads=4,
                      intermediate_size=64, max_position_embeddings=32)
@@ -31,6 +32,18 @@ def fresh_student(config, seed=1):
 def assert_trees_equal(a, b):
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+# ------------------------------------------------------------------ task heads
+
+@pytest.mark.parametrize('num_labels', [1, 3])
+def test_head_initialised_alone_equals_the_full_models_head(num_labels):
+  # Teachers get a fresh head this way without compiling their encoder's init.
+  full = init_params(BertClassifier(TEACHER, num_labels), jax.random.PRNGKey(5))
+  assert_trees_equal(init_head(TEACHER, num_labels, 5),
+                     jax.tree.map(np.asarray, full['classifier']))
+  other_seed = init_head(TEACHER, num_labels, 6)['dense']['kernel']
+  assert not np.array_equal(other_seed, np.asarray(full['classifier']['dense']['kernel']))
 
 
 # ------------------------------------------------------------------ initialise_encoder

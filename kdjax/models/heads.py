@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kdjax.models.bert import BertConfig, BertEncoder, compute_dtype
 
@@ -46,3 +48,23 @@ class BertClassifier(nn.Module):
                              compute_dtype(self.config, self.dtype),
                              name='classifier')(out['pooled'], deterministic)
     return out
+
+
+class _HeadAlone(nn.Module):
+  """A BertClassifier's head at the same place in the param tree ('classifier')."""
+  config: BertConfig
+  num_labels: int
+
+  @nn.compact
+  def __call__(self, pooled):
+    return TaskHead(self.num_labels, self.config.hidden_dropout, self.config.initializer_range,
+                    name='classifier')(pooled, True)
+
+
+def init_head(config: BertConfig, num_labels: int, seed: int):
+  """The 'classifier' params `BertClassifier(config, num_labels)` initialises from
+  PRNGKey(seed), without initialising (and compiling) the encoder: Flax draws a
+  submodule's params from the key and the submodule's path only."""
+  pooled = jnp.zeros((1, config.hidden_size), jnp.float32)
+  params = jax.jit(_HeadAlone(config, num_labels).init)(jax.random.PRNGKey(seed), pooled)
+  return jax.tree.map(np.asarray, params['params']['classifier'])

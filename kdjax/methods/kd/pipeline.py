@@ -151,8 +151,9 @@ def run(config, workdir: str) -> dict:
 
   # 1. Teachers.
   train_key = fingerprint(splits['train'])
-  tutors = [task_teacher(r, spec, encoded['train'], train_key, eval_fn_for, k, c)
-            for k, c in enumerate(checkpoints)]
+  with r.timed('teachers'):
+    tutors = [task_teacher(r, spec, encoded['train'], train_key, eval_fn_for, k, c)
+              for k, c in enumerate(checkpoints)]
   t_model, t_params = tutors[0][:2]
 
   # 2. The teachers' outputs over the training set (computed once) while, on
@@ -162,6 +163,7 @@ def run(config, workdir: str) -> dict:
   train_columns = {**encoded['train'],
                    'teacher_logits': jax.ShapeDtypeStruct(logits_shape, np.float32)}
 
+  @r.timed('student_start')  # on another thread, during the teacher pass
   def student_start():
     model, params = students.init_student(
         s_config, spec.num_outputs, config.seed, config.student.init, ckpt.config,
@@ -178,6 +180,7 @@ def run(config, workdir: str) -> dict:
         compile_ahead=True, lengths=r.lengths, step=step,
         frozen=t_params if layers.on else None)
 
+  @r.timed('teacher_outputs')  # read from the store when computed before
   def all_teacher_logits():
     logits = [outputs_on(encoded['train'], train_key) for *_, outputs_on in tutors]
     return logits[0] if weights is None else np.stack(logits, axis=1)
@@ -185,10 +188,11 @@ def run(config, workdir: str) -> dict:
 
   # 3. Student.
   s_predict = jit_predict(s_model, mesh)
-  s_params = train_classifier(
-      r, 'student', s_start, {**encoded['train'], 'teacher_logits': teacher_logits},
-      config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed,
-      best_metric=best_metric(config.distill, spec), lengths=r.lengths)
+  with r.timed('student'):
+    s_params = train_classifier(
+        r, 'student', s_start, {**encoded['train'], 'teacher_logits': teacher_logits},
+        config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed,
+        best_metric=best_metric(config.distill, spec), lengths=r.lengths)
 
   # 4. Report.
   # Which split each figure measures: dev metrics in metrics.jsonl come from
@@ -208,13 +212,15 @@ def run(config, workdir: str) -> dict:
   for k, (model, params, predict, outputs_on) in enumerate(tutors):
     # The teacher's outputs on the final split come from the store: a rerun,
     # or another student of the same teacher, does not evaluate it again.
-    described.append((teacher_name(k), checkpoints[k].config, params, predict,
-                      outputs_on(final, fingerprint(splits[final_split]))))
+    with r.timed('teacher_final_outputs'):
+      outputs = outputs_on(final, fingerprint(splits[final_split]))
+    described.append((teacher_name(k), checkpoints[k].config, params, predict, outputs))
   described.append(('student', s_config, pieces.classifier_params(s_params), s_predict, None))
   for role, model_cfg, model_params, predict, outputs in described:
-    result[role] = summary.describe_model(
-        model_cfg, model_params, predict, model_inputs(final), final['labels'], spec,
-        r.path('export', role), r.teacher.dir, config, mesh, r.lengths, outputs)
+    with r.timed(f'{role}_report'):  # evaluation (student), speed test, export
+      result[role] = summary.describe_model(
+          model_cfg, model_params, predict, model_inputs(final), final['labels'], spec,
+          r.path('export', role), r.teacher.dir, config, mesh, r.lengths, outputs)
     log.write(f'{role}_final', 0,
               {f'{final_split}_{k}': v for k, v in result[role]['metrics'].items()})
   if weights is not None:
