@@ -10,7 +10,7 @@ from jax import monitoring
 
 from kdjax import loop, parallel
 from kdjax.data.batching import (BucketedBatches, batch_shapes, bucket_lengths, bucket_of,
-                                 eval_batches)
+                                 eval_batches, used_lengths)
 from kdjax.methods.kd.pieces import classifier_step
 from kdjax.models.bert import init_params
 from kdjax.models.heads import BertClassifier
@@ -141,7 +141,19 @@ def test_one_compiled_program_per_bucket_length():
   assert step._cache_size() == len(used)
   assert len(compiled) >= len(used)  # (other small programs may compile too)
   # batch_shapes lists the same shapes, for compiling ahead.
-  assert {s['input_ids'].shape[1] for s in batch_shapes(arrays, 8, LENGTHS)} == set(LENGTHS)
+  assert {s['input_ids'].shape[1] for s in batch_shapes(arrays, 8, LENGTHS)} == used
+
+
+@pytest.mark.parametrize('tokens, batch_size', [
+    (TOKENS, 8), (TOKENS, 32), (np.full(40, MAX_LENGTH), 8),  # long rows only: one length
+    (np.array([3] * 5 + [12] * 5 + [30] * 6), 8), (np.array([3] * 8), 8)])
+def test_lengths_compiled_ahead_are_the_lengths_batches_use(tokens, batch_size):
+  arrays = arrays_with_lengths(tokens)
+  batches = BucketedBatches(arrays, batch_size, seed=0, lengths=LENGTHS)
+  for epoch in range(3):
+    used = {length for length, _ in batches.epoch_plan(epoch)}
+    assert set(used_lengths(arrays['attention_mask'], batch_size, LENGTHS)) == used
+  assert {s['input_ids'].shape[1] for s in batch_shapes(arrays, batch_size, LENGTHS)} == used
 
 
 def test_eval_batches_cover_rows_once_bucket_by_bucket():

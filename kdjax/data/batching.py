@@ -177,15 +177,36 @@ def train_batches(arrays: dict[str, np.ndarray], global_batch_size: int, seed: i
   return TrainBatches(arrays, global_batch_size, **common)
 
 
+def used_lengths(attention_mask: np.ndarray, global_batch_size: int,
+                 lengths: tuple[int, ...]) -> tuple[int, ...]:
+  """The bucket lengths `BucketedBatches` cuts these rows' batches to: the same
+  in every epoch, since they depend on the bucket sizes only (a bucket is used
+  when it, with the remainder carried into it, fills a batch; the last length
+  when a remainder is left)."""
+  sizes = np.bincount(bucket_of(attention_mask, lengths), minlength=len(lengths))
+  used, carry = [], 0
+  for length, size in zip(lengths, sizes):
+    if carry + size >= global_batch_size:
+      used.append(length)
+    carry = (carry + size) % global_batch_size
+  if carry and lengths[-1] not in used:
+    used.append(lengths[-1])
+  return tuple(used)
+
+
 def batch_shapes(arrays: dict, global_batch_size: int, lengths: tuple[int, ...] = ()
                  ) -> list[dict[str, jax.ShapeDtypeStruct]]:
   """Shapes of the global training batches of `arrays` (numpy arrays or
-  `jax.ShapeDtypeStruct`s with N rows): one per bucket length (one without buckets)."""
+  `jax.ShapeDtypeStruct`s with N rows): one per bucket length its batches use
+  (every length when the attention mask is only a shape; one without buckets)."""
   shapes = {k: jax.ShapeDtypeStruct((global_batch_size,) + tuple(v.shape[1:]), v.dtype)
             for k, v in arrays.items()}
   shapes['weights'] = jax.ShapeDtypeStruct((global_batch_size,), np.float32)
   if not lengths:
     return [shapes]
+  mask = arrays['attention_mask']
+  if isinstance(mask, np.ndarray):  # compiling a length no batch has costs seconds
+    lengths = used_lengths(mask, global_batch_size, lengths)
   return [{k: jax.ShapeDtypeStruct((v.shape[0], length), v.dtype) if k in ENCODER_INPUTS else v
            for k, v in shapes.items()} for length in lengths]
 
