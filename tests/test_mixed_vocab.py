@@ -97,6 +97,37 @@ def test_student_share_follows_p_and_shapes_are_static(tokenizers, sentences):
   assert fn._cache_size() == before
 
 
+@pytest.mark.parametrize('p', [0.0, 0.5, 1.0])
+def test_a_bucketed_row_is_mixed_as_at_full_length(tokenizers, sentences, p):
+  # Stages I-II in length buckets: each row goes to the bucket its
+  # `mixed_length_mask` names; mixed there, it holds the same words as at
+  # max_length, however its words are mixed, and its MLM arrays fit the bucket.
+  from kdjax.data.batching import BucketedBatches, bucket_lengths
+  tok_t, tok_s = tokenizers
+  max_length, lengths = 48, bucket_lengths((8, 16, 32), 48)
+  seg = vocab.segment_words(tok_t, tok_s, sentences[:200], max_words=40, max_pieces=64)
+  seg['attention_mask'] = vocab.mixed_length_mask(seg, max_length)
+  segmentation = mv.Segmentation(max_length, 8, 0.15, mv.VocabIds.of(tok_t),
+                                 mv.VocabIds.of(tok_s))
+  mixed = jax.jit(lambda rng, batch: segmentation(rng, batch, p))
+  batches = BucketedBatches(seg, 16, seed=0, lengths=lengths)
+  seen = set()
+  for step in range(batches.steps_per_epoch):
+    batch = batches.batch_at(step)
+    length = batch['attention_mask'].shape[1]
+    seen.add(length)
+    rows = np.flatnonzero(batch['weights'])
+    full = {k: v for k, v in batch.items() if k != 'attention_mask'}
+    out, at_full = (jax.device_get(mixed(jax.random.PRNGKey(step), b)) for b in (batch, full))
+    assert out['input_ids'].shape[1] == length
+    assert out['mlm_positions'].shape[1] == min(8, length)
+    np.testing.assert_array_equal(out['student_words'][rows], at_full['student_words'][rows])
+    for key in ('original_ids', 'vocab_ids', 'attention_mask'):
+      np.testing.assert_array_equal(out[key][rows], at_full[key][rows][:, :length])
+    assert not at_full['attention_mask'][rows][:, length:].any()
+  assert len(seen) > 1
+
+
 def test_mlm_masks_and_targets(tokenizers, sentences):
   tok_t, tok_s = tokenizers
   seg, fn, out = segment(tokenizers, sentences[:256], 0.5, mask_prob=0.15)

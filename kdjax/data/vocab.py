@@ -108,6 +108,16 @@ def segment_words(teacher_tokenizer, student_tokenizer, texts: list[str], max_wo
   return out
 
 
+def mixed_length_mask(segments: dict[str, np.ndarray], max_length: int) -> np.ndarray:
+  """[N, max_length] int32: 1 on the first positions up to the longest mixed
+  sequence each row can become ([CLS], every usable word in its longer
+  segmentation, [SEP]; at most max_length). Length buckets read it like a token
+  mask, so a row goes to a bucket that holds it however its words are mixed."""
+  longest = np.maximum(segments['teacher_length'], segments['student_length']).sum(axis=1) + 2
+  return (np.arange(max_length)[None, :] < np.minimum(longest, max_length)[:, None]
+          ).astype(np.int32)
+
+
 def teacher_pieces_of(student_tokenizer, teacher_tokenizer, max_pieces: int = 8
                       ) -> tuple[np.ndarray, np.ndarray]:
   """The teacher-vocabulary pieces that spell each student token.

@@ -194,10 +194,15 @@ class Segmentation:
   student: VocabIds
 
   def __call__(self, rng, segments, p_student):
-    return mixed_segmentation(rng, segments, p_student, max_length=self.max_length,
-                              max_predictions=self.max_predictions,
+    # In length buckets, the batch's `attention_mask` (`vocab.mixed_length_mask`, cut
+    # to the bucket) carries the sequence length: static, one program per bucket.
+    length = (segments['attention_mask'].shape[1] if 'attention_mask' in segments
+              else self.max_length)
+    return mixed_segmentation(rng, segments, p_student, max_length=length,
+                              max_predictions=min(self.max_predictions, length),
                               mask_prob=self.mask_prob, teacher=self.teacher,
                               student=self.student)
+
 
 
 def _sequence_weights(batch, mixed):

@@ -27,7 +27,7 @@ import numpy as np
 from kdjax import loop, parallel, scaffold, seeds, students, summary, teachers
 from kdjax.classifier import best_metric, classifier_start, train_classifier
 from kdjax.data import sources, vocab
-from kdjax.data.batching import TrainBatches
+from kdjax.data.batching import train_batches
 from kdjax.data.tokenize import encode, load_tokenizer, model_inputs
 from kdjax.errors import KdjaxError
 from kdjax.methods.kd.pipeline import task_teacher
@@ -91,14 +91,17 @@ def _corpus_key(config, corpus: list[str]) -> str:
       '\n'.join(corpus).encode('utf-8', 'replace')).hexdigest())
 
 
-def _stage_keys(config, teacher_dir: str, corpus: list[str]) -> tuple[str, str]:
+def _stage_keys(config, teacher_dir: str, corpus: list[str], lengths: tuple[int, ...]
+                ) -> tuple[str, str]:
   """Everything Stage I, then Stage II, depends on: a run with other settings
-  never resumes them, and a Stage-II change keeps Stage I."""
+  never resumes them, and a Stage-II change keeps Stage I. (`lengths`: the
+  length buckets, which change the batches.)"""
   mixed = {k: v for k, v in config.mixed.to_dict().items() if k not in ('shared_dir',
                                                                        'pretrain')}
   stage1 = teachers.config_key(teacher_dir, mixed, config.student.hidden_size,
                                config.stage1.to_dict(), config.data.max_length,
-                               _corpus_key(config, corpus), *teachers.dtype_parts(config))
+                               _corpus_key(config, corpus), *teachers.dtype_parts(config),
+                               *(('buckets', *lengths) if lengths else ()))
   return stage1, teachers.config_key(stage1, config.student.to_dict(),
                                      config.stage2.to_dict())
 
@@ -134,15 +137,16 @@ def pretrain_student(run: scaffold.Run, tok_s, corpus: list[str], s_config: Bert
   length = config.data.max_length
   seed = m.pretrain_seed
   root = _pretrain_root(config, run.workdir)
-  stage1_key, stage2_key = _stage_keys(config, run.teacher.dir, corpus)
+  stage1_key, stage2_key = _stage_keys(config, run.teacher.dir, corpus, run.lengths)
   segments = vocab.segment_words(tok_t, tok_s, corpus, max_words=length, max_pieces=length)
+  if run.lengths:
+    segments['attention_mask'] = vocab.mixed_length_mask(segments, length)
   segmentation = pieces.Segmentation(length, m.max_predictions, m.mask_prob,
                                      pieces.VocabIds.of(tok_t), pieces.VocabIds.of(tok_s))
 
   def train(name, section, phase_id, start, checkpoint_dir):
     parallel.check_batch_size(section.batch_size, mesh, f'{name} batch_size')
-    batches = TrainBatches(segments, section.batch_size, seed=seed + phase_id,
-                           process_index=jax.process_index(), process_count=jax.process_count())
+    batches = train_batches(segments, section.batch_size, seed + phase_id, run.lengths)
     return run.train(name, start, batches, section.steps, loop.no_eval, phase_id=phase_id,
                      seed=seed, checkpoint_dir=checkpoint_dir)['params']
 
