@@ -95,11 +95,50 @@ def kdjax_job(task: str, teacher: str, quick: bool) -> dict:
     seconds, _ = run_timed(cmd, quiet_env(os.path.join(tmp, 'cache')), f'kdjax on {task}')
     with open(os.path.join(workdir, 'summary.json')) as f:
       summary = json.load(f)
-  return {'job_s': seconds, 'eval_split': summary['eval_split'],
+  parts = summary['part_seconds']
+  return {'job_s': seconds, 'eval_split': summary['eval_split'], 'part_seconds': parts,
+          'teacher_outputs_examples_per_s': summary['data_sizes']['train']
+                                            / parts['teacher_outputs'],
           'train_examples': summary['data_sizes']['train'],
           'eval_examples': summary['data_sizes'][summary['eval_split']],
           'teacher_metrics': summary['teacher']['metrics'],
           'student_metrics': summary['student']['metrics']}
+
+
+def forward_rate(task: str, teacher: str, quick: bool) -> dict:
+  """The teacher's examples/s over the job's training rows in kdjax's buckets,
+  alone in a process and compiled beforehand: the rate the job's teacher pass
+  would reach if nothing else ran beside it (`--forward-worker`)."""
+  cmd = [sys.executable, os.path.abspath(__file__), '--forward-worker', task, '--teacher',
+         teacher, '--workdir', '-'] + (['--quick'] if quick else [])
+  _, out = run_timed(cmd, quiet_env(), f'teacher forward rate on {task}')
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def forward_worker(task: str, teacher: str, quick: bool) -> dict:
+  import jax
+  from kdjax import loop, parallel
+  from kdjax.data.batching import bucket_lengths
+  from kdjax.data.sources import load_task
+  from kdjax.data.tokenize import encode, load_tokenizer, model_inputs
+  from kdjax.models.hf import load_hf_checkpoint
+  from kdjax.steps import jit_predict
+  from kdjax.teachers import build_teacher
+  config = load_config(JOBS[task][0])
+  apply_overrides(config, job_overrides(task, quick))
+  spec, splits = load_task(config.data)
+  inputs = model_inputs(encode(load_tokenizer(teacher), splits['train'], config.data.max_length))
+  model, params = build_teacher(load_hf_checkpoint(teacher), spec, 0)
+  mesh = parallel.make_mesh()
+  params, predict = parallel.replicate(params, mesh), jit_predict(model, mesh)
+  lengths = bucket_lengths(config.data.buckets, config.data.max_length)
+  run = lambda: loop.predict_all(predict, params, inputs, config.eval_batch_size, mesh,
+                                 lengths=lengths)
+  run()  # compiles every bucket's program
+  started = time.perf_counter()
+  jax.block_until_ready(run())
+  return {'examples': len(splits['train']),
+          'examples_per_s': len(splits['train']) / (time.perf_counter() - started)}
 
 
 def textbrewer_job(task: str, teacher: str, quick: bool) -> dict:
@@ -134,6 +173,7 @@ def bench_task(task: str, teacher: str, rounds: int, quick: bool) -> dict:
   best = {f: min(r, key=lambda x: x['job_s']) for f, r in runs.items()}
   return {'config': JOBS[task][0], 'overrides': job_overrides(task, quick),
           'padding': padding(task, quick), 'rounds': runs, 'best': best,
+          'teacher_forward_alone': forward_rate(task, teacher, quick),
           'speedup': best['textbrewer']['job_s'] / best['kdjax']['job_s']}
 
 
@@ -165,7 +205,14 @@ def markdown(real: dict) -> str:
         f"{pad['padded_buckets']:.1%} |")
   lines.append('')
   for task, r in real['tasks'].items():
-    tb = r['best']['textbrewer']
+    tb, kd = r['best']['textbrewer'], r['best']['kdjax']
+    parts = ', '.join(f'{k} {v:.1f}' for k, v in kd['part_seconds'].items())
+    alone = r['teacher_forward_alone']['examples_per_s']
+    lines.append(f"{task}: kdjax's fastest round by part (s; `student_start` runs on "
+                 f"another thread during `teacher_outputs`): {parts}. Its teacher pass ran at "
+                 f"{kd['teacher_outputs_examples_per_s']:.1f} examples/s, "
+                 f"{kd['teacher_outputs_examples_per_s'] / alone:.0%} of the "
+                 f"{alone:.1f} the same pass reaches alone in a process, compiled beforehand.  ")
     rounds = ', '.join(f"{a['job_s']:.1f} / {b['job_s']:.1f}"
                        for a, b in zip(r['rounds']['kdjax'], r['rounds']['textbrewer']))
     lines.append(f"{task} by round (s, kdjax / TextBrewer): {rounds}. TextBrewer's fastest "
@@ -183,7 +230,12 @@ def main() -> None:
   parser.add_argument('--rounds', type=int, default=2)
   parser.add_argument('--quick', action='store_true', help='tiny data (a smoke test)')
   parser.add_argument('--out', default=RESULTS)
+  parser.add_argument('--forward-worker', help=argparse.SUPPRESS)
+  parser.add_argument('--teacher', help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.forward_worker:
+    print(json.dumps(forward_worker(args.forward_worker, args.teacher, args.quick)))
+    return
   tasks = args.tasks.split(',')
   if unknown := [t for t in tasks if t not in JOBS]:
     sys.exit(f'bench_real_data: unknown task(s) {unknown}; choose from {sorted(JOBS)}')
