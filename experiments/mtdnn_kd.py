@@ -136,7 +136,8 @@ def write_results(name: str, record: dict, tasks: list[str]) -> None:
          ['ensemble', 'student no-KD', 'student KD', 'KD - no-KD per seed']
   lines = [f"# MT-DNN-KD on GLUE ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
-           f"Seeds: {record['seeds']}; wall clock {record['wall_minutes']:.1f} min; "
+           f"Seeds: {record['seeds']}; wall clock {record['wall_minutes']:.1f} min (of this "
+           "invocation; finished runs and teachers are resumed from the workdir at once); "
            f"hardware: {record['hardware']['cpu_count']} CPU cores, "
            f"{record['hardware']['device_count']} {record['hardware']['platform']} device(s), "
            f"jax {record['hardware']['jax']}.  ",
