@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
 import sys
 
@@ -41,6 +42,21 @@ def apply_overrides(config, overrides: list[str]) -> None:
     if leaf not in node:
       sys.exit(f'kdjax: error: unknown config key {key!r}')
     node[leaf] = value
+
+
+def write_record(name: str, record: dict) -> None:
+  """experiments/results/<name>.json: a script's whole record (sorted keys)."""
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, f'{name}.json'), 'w') as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+
+
+def write_markdown(name: str, lines: list[str]) -> None:
+  """experiments/results/<name>.md from `lines`, also printed."""
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

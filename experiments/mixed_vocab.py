@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
-                    run_method)
+                    run_method, write_markdown, write_record)
 
 # key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for the config's)
 ARMS = {
@@ -156,9 +156,7 @@ def reading(table: dict) -> list[str]:
 
 
 def write_results(name: str, record: dict) -> None:
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, f'{name}.json'), 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
+  write_record(name, record)
   c, hw = record['config'], record['hardware']
   st = c['student']
   code = record.get('code_version', {})
@@ -218,9 +216,7 @@ def write_results(name: str, record: dict) -> None:
                    f"{', '.join(f'{d:+.4f}' for d in p['per_seed'])} |")
     lines.append('')
   lines += ['## Reading', ''] + [f'- {line}' for line in record['reading']]
-  with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print('\n'.join(lines))
+  write_markdown(name, lines)
 
 
 def print_sizes(config) -> None:

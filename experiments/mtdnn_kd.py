@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from common import (HERE, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
-                    run_method)
+                    run_method, write_markdown, write_record)
 
 
 VARIANTS = ('nokd', 'kd')
@@ -126,9 +126,7 @@ def reading(table: dict, tasks: list[str]) -> list[str]:
 
 
 def write_results(name: str, record: dict, tasks: list[str]) -> None:
-  os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
-  with open(os.path.join(HERE, 'results', f'{name}.json'), 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
+  write_record(name, record)
   table, config = record['table'], record['config']
   student = config['student']
   k = len(table['glue']['teachers'])
@@ -171,9 +169,7 @@ def write_results(name: str, record: dict, tasks: list[str]) -> None:
   lines += ['', 'The last column is the GLUE task score (x100; the mean of a task\'s two '
             'metrics where it has two) of KD minus no-KD, seed by seed.',
             '', '## Reading', ''] + [f'- {line}' for line in record['reading']]
-  with open(os.path.join(HERE, 'results', f'{name}.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print('\n'.join(lines))
+  write_markdown(name, lines)
 
 
 def main() -> None:

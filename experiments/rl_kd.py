@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
-                    run_method)
+                    run_method, write_markdown, write_record)
 
 REWARDS = ('R1', 'R2', 'R3')
 STAGES = ('policy_pretrain', 'joint')
@@ -377,9 +377,7 @@ def teacher_text(x: dict) -> str:
 
 
 def write_results(name: str, record: dict) -> None:
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, f'{name}.json'), 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
+  write_record(name, record)
   c, hw = record['config'], record['hardware']
   s, rl = c['student'], c['rl']
   lines = [f"# RL-KD: learned teacher selection vs equal weights vs single teachers "
@@ -457,9 +455,7 @@ def write_results(name: str, record: dict) -> None:
               f'![{task} policy by difficulty]({record["name"]}_{task}_policy_by_difficulty.png)',
               '']
   lines += ['## Reading', ''] + [f'- {line}' for line in record['reading']]
-  with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print('\n'.join(lines))
+  write_markdown(name, lines)
 
 
 def main() -> None:

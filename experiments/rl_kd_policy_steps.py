@@ -33,7 +33,8 @@ import time
 
 import numpy as np
 
-from common import RESULTS, apply_overrides, guarded, load_config, prepare_runtime, run_method
+from common import (RESULTS, apply_overrides, guarded, load_config, prepare_runtime, run_method,
+                    write_markdown, write_record)
 
 MEASURES = ('right_minus_wrong', 'spread', 'teacher_gap')
 QUICK = {'data.max_train_examples': 400, 'data.max_eval_examples': 200, 'data.max_length': 32,
@@ -130,9 +131,7 @@ def draw(record: dict, name: str) -> str:
 
 
 def write_results(name: str, record: dict) -> None:
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, f'{name}.json'), 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
+  write_record(name, record)
   c, hw = record['config'], record['hardware']
   lines = [f"# RL-KD: policy steps until the teachers separate ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
@@ -176,9 +175,7 @@ def write_results(name: str, record: dict) -> None:
               f"{r['pretrain_steps']} ({r['why']})." if r['setting'] else
               f"Recommendation: none ({r['why']}).", '']
   lines += [f'![separation curves]({name}.png)', '']
-  with open(os.path.join(RESULTS, f'{name}.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print('\n'.join(lines))
+  write_markdown(name, lines)
 
 
 def main() -> None:
