@@ -100,3 +100,34 @@ def majority_baseline(data) -> dict:
   majority = int(np.bincount(train_labels).argmax())
   accuracy = float(np.mean(np.asarray(evaluated.labels) == majority))
   return {'split': split, 'class': spec.label_names[majority], 'accuracy': accuracy}
+
+
+def default_student_step(length: int, batch_size: int = 32, num_labels: int = 5):
+  """The default 4 x 256 student's jitted KD train step (AdamW, dropout on)
+  and one batch of random ids at full `length`: (step, state, batch); compile
+  with `step.lower(state, batch, key).compile()`."""
+  import jax
+  import ml_collections
+  from kdjax import parallel
+  from kdjax.methods.kd.pieces import distill_step
+  from kdjax.models.bert import BertConfig, init_params
+  from kdjax.models.heads import BertClassifier
+  from kdjax.steps import init_state, jit_train_step, phase_optimizer
+  from kdjax.students import student_config
+  section = ml_collections.ConfigDict(dict(num_layers=4, hidden_size=256, num_heads=4,
+                                           intermediate_size=1024))
+  model = BertClassifier(student_config(BertConfig(), section), num_labels)
+  mesh = parallel.make_mesh()
+  tx = phase_optimizer(ml_collections.ConfigDict(dict(
+      learning_rate=3e-4, warmup_fraction=0.1, weight_decay=0.01, batch_size=batch_size)), 500)
+  state = parallel.replicate(init_state(jax.tree.map(
+      np.asarray, init_params(model, jax.random.PRNGKey(0))), tx), mesh)
+  step = jit_train_step(distill_step(model, alpha=0.5, temperature=2.0, regression=False),
+                        mesh, tx=tx)
+  ids = np.random.default_rng(0).integers(1000, 30000, (batch_size, length)).astype(np.int32)
+  batch = parallel.to_global({
+      'input_ids': ids, 'token_type_ids': np.zeros_like(ids), 'attention_mask': np.ones_like(ids),
+      'labels': np.zeros(batch_size, np.int32),
+      'teacher_logits': np.zeros((batch_size, num_labels), np.float32),
+      'weights': np.ones(batch_size, np.float32)}, mesh)
+  return step, state, batch

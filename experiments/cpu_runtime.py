@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import RESULTS
+from common import RESULTS, default_student_step
 
 RUNTIMES = {'thunk': '', 'legacy': '--xla_cpu_use_thunk_runtime=false'}  # XLA_FLAGS
 
@@ -30,32 +30,13 @@ RUNTIMES = {'thunk': '', 'legacy': '--xla_cpu_use_thunk_runtime=false'}  # XLA_F
 def worker(length: int) -> dict:
   """Compile and step times of the student train step and the teacher forward."""
   import jax
-  import ml_collections
   from kdjax import parallel
-  from kdjax.methods.kd.pieces import distill_step
   from kdjax.models.bert import init_params
   from kdjax.models.hf import load_hf_checkpoint
   from kdjax.models.heads import BertClassifier
-  from kdjax.steps import init_state, jit_predict, jit_train_step, phase_optimizer
-  from kdjax.students import student_config
+  from kdjax.steps import jit_predict
   from kdjax.teachers import bundled_teacher_dir
-  teacher = load_hf_checkpoint(bundled_teacher_dir())
-  section = ml_collections.ConfigDict(dict(num_layers=4, hidden_size=256, num_heads=4,
-                                           intermediate_size=1024))
-  model = BertClassifier(student_config(teacher.config, section), 5)
-  mesh = parallel.make_mesh()
-  tx = phase_optimizer(ml_collections.ConfigDict(dict(
-      learning_rate=3e-4, warmup_fraction=0.1, weight_decay=0.01, batch_size=32)), 500)
-  state = parallel.replicate(init_state(jax.tree.map(
-      np.asarray, init_params(model, jax.random.PRNGKey(0))), tx), mesh)
-  step = jit_train_step(distill_step(model, alpha=0.5, temperature=2.0, regression=False),
-                        mesh, tx=tx)
-  ids = np.random.default_rng(0).integers(1000, 30000, (32, length)).astype(np.int32)
-  inputs = {'input_ids': ids, 'token_type_ids': np.zeros_like(ids),
-            'attention_mask': np.ones_like(ids)}
-  batch = parallel.to_global({**inputs, 'labels': np.zeros(32, np.int32),
-                              'teacher_logits': np.zeros((32, 5), np.float32),
-                              'weights': np.ones(32, np.float32)}, mesh)
+  step, state, batch = default_student_step(length)
   started = time.perf_counter()
   compiled = step.lower(state, batch, jax.random.PRNGKey(0)).compile()
   out = {'student_compile_s': time.perf_counter() - started}
@@ -66,11 +47,13 @@ def worker(length: int) -> dict:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - started)
   out['student_step_s'] = float(np.median(times[1:]))
+  teacher = load_hf_checkpoint(bundled_teacher_dir())
+  mesh = parallel.make_mesh()
   t_model = BertClassifier(teacher.config, 5)
   t_params = parallel.replicate({'bert': teacher.encoder_params, 'classifier': jax.tree.map(
       np.asarray, init_params(t_model, jax.random.PRNGKey(0))['classifier'])}, mesh)
   predict = jit_predict(t_model, mesh)
-  global_inputs = parallel.to_global(inputs, mesh)
+  global_inputs = {k: batch[k] for k in ('input_ids', 'token_type_ids', 'attention_mask')}
   times = []
   for _ in range(6):
     started = time.perf_counter()

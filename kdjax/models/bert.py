@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax.models.dropout import Dropout
+
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
@@ -117,7 +119,7 @@ class Embeddings(nn.Module):
     types = nn.Embed(cfg.type_vocab_size, cfg.hidden_size, embedding_init=init,
                      name='token_type_embeddings')(token_type_ids)
     x = _layer_norm(cfg, 'LayerNorm', self.dtype)(words + positions + types)
-    return nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
+    return Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
 
 
 class SelfAttention(nn.Module):
@@ -139,11 +141,11 @@ class SelfAttention(nn.Module):
     scores = jnp.einsum('bhqd,bhkd->bhqk', query, key) / jnp.sqrt(head_dim).astype(query.dtype)
     # Softmax in float32 whatever the compute dtype: padding bias is large.
     probs = jax.nn.softmax(scores.astype(jnp.float32) + mask_bias, axis=-1)
-    dropped = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+    dropped = Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
     context = jnp.einsum('bhqk,bhkd->bhqd', dropped.astype(value.dtype), value)
     context = context.transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
     out = _dense(hidden, cfg, 'output', self.dtype)(context)
-    out = nn.Dropout(cfg.hidden_dropout)(out, deterministic=deterministic)
+    out = Dropout(cfg.hidden_dropout)(out, deterministic=deterministic)
     return _layer_norm(cfg, 'LayerNorm', self.dtype)(out + x), probs
 
 
@@ -158,7 +160,7 @@ class Layer(nn.Module):
     h = _dense(cfg.intermediate_size, cfg, 'intermediate', self.dtype)(x)
     h = nn.gelu(h, approximate=False)  # HF's "gelu" is the exact erf form.
     h = _dense(cfg.hidden_size, cfg, 'output', self.dtype)(h)
-    h = nn.Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
+    h = Dropout(cfg.hidden_dropout)(h, deterministic=deterministic)
     return _layer_norm(cfg, 'output_LayerNorm', self.dtype)(h + x), probs
 
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdjax.models.bert import BertConfig, BertEncoder, compute_dtype
+from kdjax.models.dropout import Dropout
 
 
 class TaskHead(nn.Module):
@@ -20,7 +21,7 @@ class TaskHead(nn.Module):
 
   @nn.compact
   def __call__(self, pooled, deterministic: bool):
-    pooled = nn.Dropout(self.dropout)(pooled, deterministic=deterministic)
+    pooled = Dropout(self.dropout)(pooled, deterministic=deterministic)
     init = nn.initializers.normal(stddev=self.initializer_range)
     return nn.Dense(self.num_labels, kernel_init=init, dtype=self.dtype,
                     name='dense')(pooled).astype(jnp.float32)
