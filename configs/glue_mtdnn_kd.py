@@ -32,6 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.max_length = 64          # tokens per example at most (longer ones are truncated)
   c.data.buckets = DEFAULT_BUCKETS  # batch lengths; () = all at max_length
   c.data.max_train_examples = 2500  # per-task training subsample (0 = all; 2500 keeps all of RTE)
+  c.data.full_train_tasks = ()    # tasks trained on all their rows, whatever max_train_examples
   c.data.max_eval_examples = 0    # per-task dev subsample (0 = all)
   c.data.split_seed = 0           # seed of subsamples and dev-only splits
   c.data.dev_only_train_fraction = 0.5  # tasks with only a dev file: share used to train

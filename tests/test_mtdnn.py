@@ -249,3 +249,24 @@ def test_quick_mtdnn_run(tmp_path, glue_dir, tiny_teacher_dir):
   again = mtdnn.run(config, str(tmp_path / 'kd2'))
   assert again['tasks']['rte']['student'] == kd['tasks']['rte']['student']
   assert os.path.getmtime(tmp_path / 'teachers' / 'rte' / [f for f in stored if f.endswith('.npz')][0]) == before
+
+
+def test_full_train_tasks_keep_every_row_others_are_subsampled(glue_dir, minilm_dir):
+  import ml_collections
+  from kdjax.data import sources
+  from kdjax.errors import KdjaxError
+  from kdjax.methods.mtdnn_kd.pipeline import load_tasks
+  from kdjax.data.tokenize import load_tokenizer
+  data = ml_collections.ConfigDict(dict(
+      source='glue_dir', glue_dir=glue_dir, tasks=('rte', 'wnli'), max_length=32,
+      max_train_examples=50, max_eval_examples=20, split_seed=0,
+      dev_only_train_fraction=0.5, full_train_tasks=('wnli',)))
+  tasks = load_tasks(data, load_tokenizer(minilm_dir))
+  assert len(tasks['rte'].train['labels']) == 50
+  assert len(tasks['wnli'].train['labels']) == len(sources.load_glue_dir('wnli', glue_dir)['train'].labels)
+  assert len(tasks['wnli'].dev['labels']) == 20  # the dev subsample still applies
+  data.full_train_tasks = ('cola', 'WNLI')  # a task not run is allowed; names are normalised
+  assert len(load_tasks(data, load_tokenizer(minilm_dir))['wnli'].train['labels']) > 50
+  data.full_train_tasks = ('wlni',)
+  with pytest.raises(KdjaxError, match='full_train_tasks'):
+    load_tasks(data, load_tokenizer(minilm_dir))

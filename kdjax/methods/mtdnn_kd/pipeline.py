@@ -44,6 +44,14 @@ class TaskData:
 
 def load_tasks(data, tokenizer) -> dict[str, TaskData]:
   """Encodes every task of `data.tasks`; dev-only tasks (e.g. QNLI here) are split."""
+  # Named tasks must exist (a typo must not silently subsample); ones not in
+  # data.tasks are allowed, so the default keeps working for a subset of tasks.
+  full = set()
+  for name in data.full_train_tasks:
+    try:
+      full.add(get_task(name).name)
+    except KdjaxError as e:
+      raise KdjaxError(f'data.full_train_tasks: {e}') from None
   tasks = {}
   for name in data.tasks:
     spec = get_task(name)
@@ -52,7 +60,8 @@ def load_tasks(data, tokenizer) -> dict[str, TaskData]:
     splits = (sources.glue_dir_splits(spec.name, data.glue_dir, data.dev_only_train_fraction,
                                       data.split_seed)
               if data.source == 'glue_dir' else sources.load_glue_hub(spec.name))
-    train_ex = sources.subsample(splits['train'], data.max_train_examples, data.split_seed)
+    limit = 0 if spec.name in full else data.max_train_examples
+    train_ex = sources.subsample(splits['train'], limit, data.split_seed)
     dev_ex = sources.subsample(splits['dev'], data.max_eval_examples, data.split_seed)
     encoded = {}
     for split, ex in (('train', train_ex), ('dev', dev_ex)):
