@@ -18,7 +18,8 @@ torch and textbrewer are needed here only (never by kdjax or its tests):
       --workdir runs/bench_real [--rounds 2] [--tasks sst2,bbc] [--quick]
 
 Writes the rows into experiments/results/bench.{md,json} (key `real_data`;
-`--quick`: bench_real_data_quick.{md,json}), with the padded share of the
+`--quick`: bench_real_data_quick.{md,json}; tasks not run keep their earlier rows,
+marked with the command and date that measured them), with the padded share of the
 training batches at max_length, with dynamic padding and with kdjax's buckets.
 """
 from __future__ import annotations
@@ -224,6 +225,9 @@ def markdown(real: dict) -> str:
                  f"{alone:.1f} the same pass reaches alone in a process, compiled beforehand.  ")
     rounds = ', '.join(f"{a['job_s']:.1f} / {b['job_s']:.1f}"
                        for a, b in zip(r['rounds']['kdjax'], r['rounds']['textbrewer']))
+    if 'command' in r:
+      lines.append(f"{task} comes from an earlier run: `{r['command']}`, {r['date']}, "
+                   f"{r['versions']}.  ")
     lines.append(f"{task} by round (s, kdjax / TextBrewer): {rounds}. TextBrewer's fastest "
                  f"round: start-up {tb['setup_s']:.1f} s, distillation ({tb['steps']} steps) "
                  f"{tb['distill_s']:.1f} s, teacher evaluation {tb['teacher_eval_s']:.1f} s, "
@@ -276,6 +280,19 @@ def main() -> None:
   write(real, args.out, args.quick)
 
 
+def carry_over_tasks(earlier: dict | None, real: dict) -> dict:
+  """A run of some tasks keeps the other tasks' rows of the earlier run, each
+  with the command, date and versions it was measured with."""
+  if not earlier:
+    return real
+  kept = {}
+  for task, row in earlier['tasks'].items():
+    if task not in real['tasks']:
+      provenance = {k: row.get(k, earlier[k]) for k in ('command', 'date', 'versions')}
+      kept[task] = {**row, **provenance}
+  return {**real, 'tasks': {**kept, **real['tasks']}}
+
+
 def write(real: dict, out: str, quick: bool) -> None:
   """Quick runs have files of their own; a full run becomes bench.json's
   `real_data` and bench.md's last section (the synthetic rows are kept)."""
@@ -290,6 +307,7 @@ def write(real: dict, out: str, quick: bool) -> None:
     from bench import markdown as bench_markdown
     path = os.path.join(out, 'bench.json')
     report = json.load(open(path)) if os.path.exists(path) else {}
+    real = carry_over_tasks(report.get('real_data'), real)
     report['real_data'] = real
     with open(path, 'w') as f:
       json.dump(report, f, indent=2)

@@ -70,6 +70,22 @@ def load_config(name: str, arg: str | None = None):
   return module.get_config(arg)
 
 
+def load_experiment(name: str):
+  """`experiments/<name>.py` as a module (its sibling imports resolved)."""
+  import importlib.util
+  import sys
+  folder = os.path.join(REPO, 'experiments')
+  sys.path.insert(0, folder)
+  try:
+    spec = importlib.util.spec_from_file_location(f'{name}_experiment',
+                                                  os.path.join(folder, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(folder)
+  return module
+
+
 def pytest_configure(config):
   # The same generated cases on every run, so CI is reproducible; set
   # KDJAX_HYPOTHESIS_EXPLORE=1 to draw new ones.

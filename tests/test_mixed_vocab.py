@@ -521,17 +521,8 @@ def test_default_student_is_as_deep_as_the_teacher_and_under_7_mb(minilm_dir):
 def test_experiment_table_pairs_the_arms_seed_by_seed():
   """experiments/mixed_vocab.py: per-seed paired differences of the named arms,
   the majority baseline and the size and kept-fraction verdicts, from summaries."""
-  import importlib.util
-  import sys
-  from tests.conftest import REPO
-  sys.path.insert(0, os.path.join(REPO, 'experiments'))
-  try:
-    spec = importlib.util.spec_from_file_location(
-        'mixed_vocab_experiment', os.path.join(REPO, 'experiments', 'mixed_vocab.py'))
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
-  finally:
-    sys.path.remove(os.path.join(REPO, 'experiments'))
+  from tests.conftest import load_experiment
+  experiment = load_experiment('mixed_vocab')
   scores = {'task_random': [0.70, 0.72, 0.71], 'task_teacher': [0.74, 0.75, 0.745],
             'stages_1_2': [0.75, 0.74, 0.755], 'stages_1_3': [0.78, 0.77, 0.79]}
 
