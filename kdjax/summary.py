@@ -33,6 +33,31 @@ def inference_speed(predict: Callable, params, arrays: dict[str, np.ndarray],
   return batch_size * repeats / (time.perf_counter() - start)
 
 
+# A classifier that gives one class to this share of the examples or more
+# answers the same whatever it reads (e.g. a student whose states collapsed).
+ONE_CLASS_SHARE = 0.99
+
+
+def top_class_share(outputs: np.ndarray, regression: bool) -> float | None:
+  """The share of examples given the most often predicted class (None for a
+  regression score): 1.0 means the same answer for every input."""
+  if regression:
+    return None
+  predicted = np.argmax(np.asarray(outputs), axis=-1)
+  return float(np.bincount(predicted).max() / len(predicted))
+
+
+def one_class_warning(summary: dict, role: str = 'student') -> str | None:
+  """A warning line when `role` answers one class for (almost) every example
+  of the final split while the teacher does not; None otherwise."""
+  own, teacher = summary[role].get('top_class_share'), summary['teacher'].get('top_class_share')
+  if own is None or own < ONE_CLASS_SHARE or (teacher or 0.0) >= ONE_CLASS_SHARE:
+    return None
+  return (f"warning: the {role} gives one class to {100 * own:.1f}% of the "
+          f"{summary['eval_split']} examples (the teacher: {100 * teacher:.1f}%): it has "
+          "learned no more than a constant answer")
+
+
 def describe_model(model_cfg, params, predict, inputs: dict, labels, spec, export_dir: str,
                    tokenizer_dir: str, config, mesh: Mesh, lengths: tuple[int, ...] = (),
                    outputs: np.ndarray | None = None) -> dict:
@@ -49,6 +74,7 @@ def describe_model(model_cfg, params, predict, inputs: dict, labels, spec, expor
                          spec.label_names, tokenizer_dir)
   return {
       'metrics': metrics, 'params': count_params(host_params),
+      'top_class_share': top_class_share(outputs, spec.regression),
       'disk_bytes': file_size(os.path.join(export_dir, 'model.safetensors')),
       'examples_per_s': inference_speed(predict, params, inputs, config.eval_batch_size, mesh,
                                         config.speed_repeats),
@@ -102,7 +128,8 @@ def format_table(summary: dict) -> str:
   lines.append(f"compression {c['param_ratio']:.1f}x parameters, {c['disk_ratio']:.1f}x disk; "
                f"speed-up {c['speedup']:.1f}x; student keeps "
                f"{100 * c['kept_fraction']:.1f}% of the teacher's {c['primary_metric']}")
-  return '\n'.join(lines)
+  warning = one_class_warning(summary)
+  return '\n'.join(lines + ([warning] if warning else []))
 
 
 def hardware() -> dict:

@@ -82,6 +82,8 @@ def test_quick_cli_run_writes_everything(tmp_path):
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['teacher']['params'] == 22_713_216 + 384 * 5 + 5  # encoder + 5-way head
   assert summary['student']['params'] < summary['teacher']['params'] / 1.9
+  for role in ('teacher', 'student'):  # 5 classes: the most predicted one has >= 1/5
+    assert 1 / 5 <= summary[role]['top_class_share'] <= 1
   # The reported accuracy is the exported student's on the evaluation split.
   assert summary['student']['metrics']['accuracy'] == pytest.approx(
       export_accuracy(str(workdir / 'export' / 'student'), get_config('quick')), abs=1e-9)

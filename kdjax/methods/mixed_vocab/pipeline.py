@@ -352,4 +352,5 @@ def format_table(result: dict) -> str:
                f"smaller on disk ({'Stages I-III' if result['pretrained'] else 'task only'}, "
                f"{result['embedding_init']} embeddings"
                f"{', task KD' if result['task_kd'] else ''})")
-  return '\n'.join(lines)
+  warning = summary.one_class_warning(result)
+  return '\n'.join(lines + ([warning] if warning else []))
