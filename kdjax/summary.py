@@ -50,8 +50,9 @@ def top_class_share(outputs: np.ndarray, regression: bool) -> float | None:
 def one_class_warning(summary: dict, role: str = 'student') -> str | None:
   """A warning line when `role` answers one class for (almost) every example
   of the final split while the teacher does not; None otherwise."""
-  own, teacher = summary[role].get('top_class_share'), summary['teacher'].get('top_class_share')
-  if own is None or own < ONE_CLASS_SHARE or (teacher or 0.0) >= ONE_CLASS_SHARE:
+  own = summary[role].get('top_class_share')
+  teacher = summary['teacher'].get('top_class_share') or 0.0
+  if own is None or own < ONE_CLASS_SHARE or teacher >= ONE_CLASS_SHARE:
     return None
   return (f"warning: the {role} gives one class to {100 * own:.1f}% of the "
           f"{summary['eval_split']} examples (the teacher: {100 * teacher:.1f}%): it has "
