@@ -12,8 +12,9 @@ then for each seed the students of `VARIANTS`: a 4 x 256 student with random
 layers (embeddings from the teacher's, the kd default) on logits-only KD, +
 hidden states, + hidden states + attentions (each at the weights that let it
 learn and, as `_strong`, at the 10x larger ones that collapse it); and a
-3-layer student built from the teacher's first three layers (student.layer_choice=first, as patient KD) on
-logits-only KD and + hidden states + attentions. Runs live in
+3-layer student built from the teacher's first three layers
+(student.layer_choice=first, as patient KD) on logits-only KD and + hidden
+states + attentions. Runs live in
 WORKDIR/<task>/<variant>-seed<seed>; finished ones resume instantly.
 
 Writes experiments/results/intermediate_kd{,_quick}.md and .json: per task the
