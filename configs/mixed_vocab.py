@@ -77,6 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Stage III, the task; alpha = 1: no KD from the task teacher.
   c.distill = sections.distill_section(alpha=0.5, temperature=2.0, epochs=4.0, batch_size=32,
                                        learning_rate=5e-4)
+  sections.transfer_set_keys(c.distill)  # Stage III on teacher-labelled copies too (off)
 
   if arg == 'quick':
     c.data.task = 'rte'

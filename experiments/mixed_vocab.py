@@ -9,12 +9,14 @@ keep, and what do Stages I-II add beyond the teacher-derived initialisation?
 
 One student vocabulary and one Stage I + II pre-training on the corpus
 (configs/mixed_vocab.py, shared by every task and seed: WORKDIR/shared), one
-fine-tuned teacher per task (WORKDIR/teachers); then per task and seed four
+fine-tuned teacher per task (WORKDIR/teachers); then per task and seed five
 students of the same size and vocabulary (ARMS): trained on the task alone from
 random embeddings, trained on the task alone from the teacher-derived
 embeddings Stage I starts from (the control arm), Stages I-II then the task
-without KD, and Stages I-III. Runs live in WORKDIR/<task>/<arm>-seed<k>: a
-stopped experiment started again resumes, and finished runs return at once.
+without KD, Stages I-III, and Stages I-III whose task KD also covers a transfer
+set (teacher-labelled perturbed copies of the training set). Runs live in
+WORKDIR/<task>/<arm>-seed<k>: a stopped experiment started again resumes, and
+finished runs return at once.
 Writes experiments/results/mixed_vocab{,_quick}.md and .json.
 """
 from __future__ import annotations
@@ -31,12 +33,16 @@ import numpy as np
 from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
                     run_method, write_markdown, write_record)
 
-# key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for the config's)
+TRANSFER_COPIES = 4  # perturbed copies per training example in the transfer-set arm
+# key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for
+# the config's, distill.augment_copies)
 ARMS = {
-    'task_random': ('task only, random embeddings', False, 'random', 1.0),
-    'task_teacher': ('task only, teacher-derived embeddings', False, 'teacher', 1.0),
-    'stages_1_2': ('Stages I-II, then the task without KD', True, 'teacher', 1.0),
-    'stages_1_3': ('Stages I-III (task KD)', True, 'teacher', None),
+    'task_random': ('task only, random embeddings', False, 'random', 1.0, 0),
+    'task_teacher': ('task only, teacher-derived embeddings', False, 'teacher', 1.0, 0),
+    'stages_1_2': ('Stages I-II, then the task without KD', True, 'teacher', 1.0, 0),
+    'stages_1_3': ('Stages I-III (task KD)', True, 'teacher', None, 0),
+    'stages_1_3_transfer': (f'Stages I-III, task KD with a transfer set (x{TRANSFER_COPIES})',
+                            True, 'teacher', None, TRANSFER_COPIES),
 }
 # Per-seed paired differences (arm - arm): runs of one seed share the vocabulary,
 # the classifier head's initial weights and the data order, so the pairing
@@ -45,6 +51,7 @@ DIFFERENCES = (
     ('stages_1_2', 'task_teacher'),  # pre-training beyond the initialisation, no KD in either
     ('stages_1_3', 'task_teacher'),  # pre-training and task KD beyond the initialisation
     ('task_teacher', 'task_random'),  # the initialisation alone
+    ('stages_1_3_transfer', 'stages_1_3'),  # the transfer set
 )
 FULL_TASKS, QUICK_TASKS = 'sst2,bbc,stsb', 'bbc,stsb'
 FULL_SEEDS, QUICK_SEEDS = '0,1,2', '0'
@@ -53,11 +60,12 @@ SIZE_TARGET = 7e6  # bytes of fp32 weights
 
 
 def arm_config(config, task: str, seed: int, arm: str):
-  _, pretrain, embedding_init, alpha = ARMS[arm]
+  _, pretrain, embedding_init, alpha, copies = ARMS[arm]
   c = config.copy_and_resolve_references()
   c.data.task, c.seed = task, seed
   c.data.source = 'bbc' if task == 'bbc' else config.data.source
   c.mixed.pretrain, c.mixed.embedding_init = pretrain, embedding_init
+  c.distill.augment_copies = copies
   if alpha is not None:
     c.distill.alpha = alpha
   return c
@@ -87,7 +95,9 @@ def build_table(runs: dict) -> dict:
     teacher = first['teacher']
     majority = first['majority'][metric]
     rows = {}
-    for arm in ARMS:  # in ARMS order, also when read back from the (key-sorted) JSON
+    # in ARMS order, also when read back from the (key-sorted) JSON; a record
+    # written before an arm existed lacks it
+    for arm in (a for a in ARMS if by_arm.get(a)):
       results = by_arm[arm]
       s = results[0]['student']
       values = [r['student']['metrics'][metric] for r in results]
@@ -100,7 +110,7 @@ def build_table(runs: dict) -> dict:
                    'disk_bytes': s['disk_bytes'], 'disk_bytes_fp16': s['disk_bytes_fp16'],
                    'vocab': s['architecture']['vocab']}
     paired = {}
-    for a, b in DIFFERENCES:
+    for a, b in (d for d in DIFFERENCES if d[0] in rows and d[1] in rows):
       diffs = [x - y for x, y in zip(rows[a]['per_seed'], rows[b]['per_seed'])]
       paired[f'{a} - {b}'] = {'per_seed': diffs, 'mean_std': mean_std(diffs),
                               'wins': sum(d > 0 for d in diffs)}
@@ -124,8 +134,9 @@ def reading(table: dict) -> list[str]:
            if row['disk_bytes'] < SIZE_TARGET}
   keeps = [arm for arm in ARMS if arm in small and all(
       t['rows'][arm]['kept'][0] >= KEPT_TARGET for t in table.values())]
-  kept = '; '.join(f"{task} " + ', '.join(f"{ARMS[a][0]} {t['rows'][a]['kept'][0]:.1%}"
-                                          for a in ARMS) for task, t in table.items())
+  kept = '; '.join(f"{task} " + ', '.join(f"{ARMS[a][0]} {row['kept'][0]:.1%}"
+                                          for a, row in t['rows'].items())
+                   for task, t in table.items())
   lines.append(
       (f"A student under {SIZE_TARGET / 1e6:g} MB keeps >= {KEPT_TARGET:.0%} of the teacher's "
        f"metric on every task: {', '.join(ARMS[a][0] for a in keeps)}." if keeps else
@@ -138,6 +149,8 @@ def reading(table: dict) -> list[str]:
                    f"(by > 1 point and > 2 seed std): {', '.join(below)}.")
   for a, b in DIFFERENCES:
     key = f'{a} - {b}'
+    if any(key not in t['paired'] for t in table.values()):
+      continue
     parts = []
     for task, t in table.items():
       p = t['paired'][key]
@@ -183,7 +196,9 @@ def write_results(name: str, record: dict) -> None:
            f"kept: {c['distill']['keep_best']}). Max length {c['data']['max_length']}; at most "
            f"{c['data']['max_train_examples']} training examples per task (split seed "
            f"{c['data']['split_seed']}). Full config in the JSON file.  ",
-           'Arms: ' + '; '.join(f"'{label}'" for label, *_ in ARMS.values()) + '. The majority '
+           'Arms: ' + '; '.join(f"'{ARMS[arm][0]}'" for arm in
+                                next(iter(record['table'].values()))['rows'])
+           + '. The majority '
            "row always answers the training set's most frequent class (regression: its mean "
            'score, correlation 0).', '']
   for task, t in record['table'].items():

@@ -29,14 +29,15 @@ RULES: dict[str, Rule] = {
         'max_predictions', 'steps')},
     **{k: _COUNT for k in ('max_train_examples', 'max_eval_examples', 'max_corpus_texts',
                            'seed', 'split_seed', 'pretrain_seed', 'pretrain_steps',
-                           'single_teacher')},
+                           'single_teacher', 'augment_copies')},
     **{k: _POSITIVE for k in ('learning_rate', 'temperature')},
     **{k: _NON_NEGATIVE for k in ('epochs', 'weight_decay', 'hidden_weight',
                                   'attention_weight')},
     **{k: _FRACTION for k in ('warmup_fraction', 'dev_fraction', 'test_fraction',
                               'heldout_fraction', 'baseline_decay', 'ramp_fraction',
                               'dev_only_train_fraction')},
-    **{k: _WEIGHT for k in ('alpha', 'p_student', 'mask_prob')},
+    **{k: _WEIGHT for k in ('alpha', 'p_student', 'mask_prob', 'augment_mask_prob',
+                            'augment_replace_prob', 'augment_repair_prob')},
 }
 
 

@@ -110,11 +110,21 @@ def distill_section(*, alpha: float, temperature: float, epochs: float, batch_si
   return optimiser_keys(d, batch_size=batch_size, learning_rate=learning_rate)
 
 
+def transfer_set_keys(d: ml_collections.ConfigDict) -> None:
+  """A distill section's transfer set (kdjax/data/augment.py): perturbed copies
+  of the training examples that the teacher labels, trained on with them."""
+  d.augment_copies = 0            # perturbed copies per training example (labelled by the teacher); 0 = off
+  d.augment_mask_prob = 0.1       # chance that a word of a copy becomes the mask token
+  d.augment_replace_prob = 0.1    # chance that a word becomes a word drawn from the training texts
+  d.augment_repair_prob = 0.25    # pair tasks: chance that a copy's second text is another example's
+
+
 def plain_kd_keys(c: ml_collections.ConfigDict) -> None:
-  """Plain KD's own keys (method 'kd'): several teachers, and layer-wise losses
-  to the first teacher (all off by default)."""
+  """Plain KD's own keys (method 'kd'): several teachers, layer-wise losses to
+  the first teacher and a transfer set (all off by default)."""
   c.teacher.checkpoints = ()      # several teachers: HF directories ('' = bundled); () = teacher.checkpoint alone
   c.distill.teacher_weights = ()  # several teachers: fixed weights of their soft losses (normalised); () = equal
   c.distill.hidden_weight = 0.0   # weight of the hidden-state MSE to the first teacher (embeddings + mapped layers); 0 = off
   c.distill.attention_weight = 0.0  # weight of the attention-distribution KL on mapped layers; 0 = off
   c.distill.layer_map = ()        # teacher layer (0-based) per student layer; () = evenly spaced, ending with the last
+  transfer_set_keys(c.distill)

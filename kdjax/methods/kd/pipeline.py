@@ -5,7 +5,9 @@ Phases (each resumable from its own checkpoints in the workdir):
   2. compute the frozen teachers' outputs over the training set once (stored),
      while the student is initialised and its step compiled on another thread;
   3. train the student on `α·hard + (1−α)·τ²·soft` against the stored outputs
-     (several teachers: their soft losses weighted by `distill.teacher_weights`),
+     (several teachers: their soft losses weighted by `distill.teacher_weights`;
+     with `distill.augment_copies`, also on perturbed copies of the training
+     set that the teachers label, kdjax/data/augment.py),
      plus, when `distill.hidden_weight` or `distill.attention_weight` is set,
      layer-wise losses to the first teacher, which then runs inside the step;
   4. evaluate, measure size and speed, export the teachers and the student as
@@ -20,7 +22,7 @@ import numpy as np
 
 from kdjax import loop, parallel, scaffold, seeds, students, summary, teachers
 from kdjax.classifier import best_metric, classifier_start, train_classifier
-from kdjax.data import sources
+from kdjax.data import augment, sources
 from kdjax.data.sources import (during_training_eval_split, final_eval_split,
                                 fingerprint, load_task)
 from kdjax.data.tokenize import encode, model_inputs
@@ -127,6 +129,7 @@ def task_teacher(run: scaffold.Run, spec, train_arrays: dict, data_key: str, eva
 
 def run(config, workdir: str) -> dict:
   """Runs all phases; returns (and writes to workdir/summary.json) the summary."""
+  perturbation = augment.perturbation_of(config.distill)  # checked before any work
   r = scaffold.begin(config, workdir)
   ckpt, mesh = r.teacher.checkpoint, r.mesh
   checkpoints = [ckpt] + open_more_teachers(r)
@@ -156,12 +159,20 @@ def run(config, workdir: str) -> dict:
               for k, c in enumerate(checkpoints)]
   t_model, t_params = tutors[0][:2]
 
-  # 2. The teachers' outputs over the training set (computed once) while, on
-  # another thread, the student is initialised and its step compiled.
-  logits_shape = ((len(splits['train']), spec.num_outputs) if weights is None
-                  else (len(splits['train']), len(tutors), spec.num_outputs))
-  train_columns = {**encoded['train'],
-                   'teacher_logits': jax.ShapeDtypeStruct(logits_shape, np.float32)}
+  # 2. The teachers' outputs over the training set (and its transfer set; both
+  # computed once) while, on another thread, the student is initialised and
+  # its step compiled.
+  transfer = (augment.encoded_transfer_set(
+      splits['train'], perturbation, config.data.split_seed, r.teacher.tokenizer,
+      r.teacher.tokenizer, config.data.max_length) if perturbation.copies else None)
+  inputs = dict(encoded['train'])
+  if transfer is not None:  # placeholder labels until the teachers answer
+    inputs = augment.with_transfer_set(inputs, {**transfer.student_arrays,
+                                                'labels': transfer.examples.labels})
+  rows = len(inputs['labels'])
+  logits_shape = ((rows, spec.num_outputs) if weights is None
+                  else (rows, len(tutors), spec.num_outputs))
+  train_columns = {**inputs, 'teacher_logits': jax.ShapeDtypeStruct(logits_shape, np.float32)}
 
   @r.timed('student_start')  # on another thread, during the teacher pass
   def student_start():
@@ -180,18 +191,25 @@ def run(config, workdir: str) -> dict:
         compile_ahead=True, lengths=r.lengths, step=step,
         frozen=t_params if layers.on else None)
 
-  @r.timed('teacher_outputs')  # read from the store when computed before
-  def all_teacher_logits():
-    logits = [outputs_on(encoded['train'], train_key) for *_, outputs_on in tutors]
+  def teachers_on(arrays: dict, key: str) -> np.ndarray:
+    logits = [outputs_on(arrays, key) for *_, outputs_on in tutors]
     return logits[0] if weights is None else np.stack(logits, axis=1)
-  (s_model, s_start), teacher_logits = loop.overlapped(student_start, all_teacher_logits)
+
+  @r.timed('teacher_outputs')  # read from the store when computed before
+  def train_arrays():
+    arrays = {**encoded['train'], 'teacher_logits': teachers_on(encoded['train'], train_key)}
+    if transfer is None:
+      return arrays
+    return augment.with_transfer_set(arrays, augment.labelled(
+        transfer, teachers_on(transfer.teacher_arrays, transfer.key), spec.regression, weights))
+  (s_model, s_start), student_arrays = loop.overlapped(student_start, train_arrays)
 
   # 3. Student.
   s_predict = jit_predict(s_model, mesh)
   with r.timed('student'):
     s_params = train_classifier(
-        r, 'student', s_start, {**encoded['train'], 'teacher_logits': teacher_logits},
-        config.distill, eval_fn_for(s_predict), phase_id=seeds.STUDENT, seed=config.seed,
+        r, 'student', s_start, student_arrays, config.distill, eval_fn_for(s_predict),
+        phase_id=seeds.STUDENT, seed=config.seed,
         best_metric=best_metric(config.distill, spec), lengths=r.lengths)
 
   # 4. Report.
@@ -200,7 +218,8 @@ def run(config, workdir: str) -> dict:
   # each split's rows come from (a file, or a share carved from one).
   result = {'task': spec.name, 'eval_split': final_split, 'dev_split': dev_split,
             'split_origins': {k: v.origin for k, v in splits.items()},
-            'data_sizes': {k: len(v) for k, v in splits.items()}}
+            'data_sizes': {k: len(v) for k, v in splits.items()},
+            'transfer_set': 0 if transfer is None else len(transfer.examples)}
   if layers.on:
     result['layer_losses'] = {
         'hidden_weight': layers.hidden_weight, 'attention_weight': layers.attention_weight,

@@ -9,8 +9,9 @@ its own small vocabulary.
      all layers (in the student's parameter tree), starting from the Stage-I
      student embeddings;
   III. task fine-tuning of the student, with KD from the fine-tuned teacher
-     when `distill.alpha < 1`; metrics, size, speed, HF export with the
-     student's own vocabulary.
+     when `distill.alpha < 1` (and, with `distill.augment_copies`, on
+     teacher-labelled perturbed copies of the training set too); metrics,
+     size, speed, HF export with the student's own vocabulary.
 `mixed.pretrain=False` skips I and II: the same student trained on the task
 alone (with `distill.alpha=1`, no distillation at all), starting from the
 teacher-derived input layer Stage I starts from (`mixed.embedding_init=teacher`,
@@ -26,7 +27,7 @@ import numpy as np
 
 from kdjax import loop, parallel, scaffold, seeds, students, summary, teachers
 from kdjax.classifier import best_metric, classifier_start, train_classifier
-from kdjax.data import sources, vocab
+from kdjax.data import augment, sources, vocab
 from kdjax.data.batching import train_batches
 from kdjax.data.tokenize import encode, load_tokenizer, model_inputs
 from kdjax.errors import KdjaxError
@@ -248,6 +249,7 @@ def teacher_initialised_input(s_bert, derived: tuple[np.ndarray, np.ndarray],
 
 def run(config, workdir: str) -> dict:
   """All stages; returns (and writes to workdir/summary.json) the summary."""
+  perturbation = augment.perturbation_of(config.distill)  # checked before any work
   r = scaffold.begin(config, workdir)
   mesh, ckpt, tok_t = r.mesh, r.teacher.checkpoint, r.teacher.tokenizer
   length = config.data.max_length
@@ -295,6 +297,11 @@ def run(config, workdir: str) -> dict:
   arrays = dict(encoded_s['train'])
   if config.distill.alpha < 1.0:
     arrays['teacher_logits'] = teacher_logits
+  if perturbation.copies:  # one transfer set per data split seed: the same for every seed
+    transfer = augment.encoded_transfer_set(splits['train'], perturbation,
+                                            config.data.split_seed, tok_t, tok_s, length)
+    arrays = augment.with_transfer_set(arrays, augment.labelled(
+        transfer, teacher_outputs_on(transfer.teacher_arrays, transfer.key), spec.regression))
   start = classifier_start(s_model, s_params, arrays, spec, config.distill, mesh,
                            name='student', alpha=config.distill.alpha,
                            temperature=config.distill.temperature, lengths=r.lengths)
@@ -312,6 +319,7 @@ def run(config, workdir: str) -> dict:
                                           np.asarray(splits[final_split].labels),
                                           spec.regression, spec.num_outputs),
             'data_sizes': {k: len(v) for k, v in splits.items()},
+            'transfer_set': len(arrays['labels']) - len(splits['train']),
             'corpus_texts': len(corpus), 'student_vocab': len(tok_s)}
   final_t = encoded_t[final_split]
   for role, model_cfg, params, predict, encoded, tokenizer_dir, outputs in (
