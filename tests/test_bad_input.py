@@ -279,7 +279,8 @@ KIND_OF = {
     # Limits where 0 means "all", seeds (numpy refuses negative ones), optional
     # step counts and a teacher index.
     **dict.fromkeys(['max_train_examples', 'max_eval_examples', 'max_corpus_texts', 'seed',
-                     'split_seed', 'pretrain_seed', 'pretrain_steps', 'single_teacher'],
+                     'split_seed', 'pretrain_seed', 'pretrain_steps', 'single_teacher',
+                     'augment_copies'],
                     'count'),
     # An optimiser step and a softmax divisor.
     **dict.fromkeys(['learning_rate', 'temperature'], 'positive'),
@@ -292,7 +293,8 @@ KIND_OF = {
                      'baseline_decay', 'ramp_fraction', 'dev_only_train_fraction'],
                     'fraction'),
     # Mixing weights and probabilities: both ends allowed.
-    **dict.fromkeys(['alpha', 'p_student', 'mask_prob'], 'weight'),
+    **dict.fromkeys(['alpha', 'p_student', 'mask_prob', 'augment_mask_prob',
+                     'augment_replace_prob', 'augment_repair_prob'], 'weight'),
 }
 
 
