@@ -17,6 +17,14 @@ without KD, Stages I-III, and Stages I-III whose task KD also covers a transfer
 set (teacher-labelled perturbed copies of the training set). Runs live in
 WORKDIR/<task>/<arm>-seed<k>: a stopped experiment started again resumes, and
 finished runs return at once.
+
+  python experiments/mixed_vocab.py --arms stages_1_3,stages_1_3_transfer --keep-saved
+
+runs only the named arms and takes the others' runs from the saved results
+JSON (an arm added later need not rerun the rest): every run records its code
+version, the table names the versions it mixes, and an arm both run now and
+saved is compared seed by seed, so the table says whether the saved runs
+reproduce under the code that runs now.
 Writes experiments/results/mixed_vocab{,_quick}.md and .json.
 """
 from __future__ import annotations
@@ -71,14 +79,71 @@ def arm_config(config, task: str, seed: int, arm: str):
   return c
 
 
-def run_all(config, workdir: str, tasks: list[str], seeds: list[int]) -> dict:
-  runs = {task: {arm: [] for arm in ARMS} for task in tasks}
+def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
+            arms: list[str] = tuple(ARMS)) -> dict:
+  runs = {task: {arm: [] for arm in arms} for task in tasks}
   for seed in seeds:  # seed-major: a run stopped early has whole seeds of every task
     for task in tasks:
-      for arm in ARMS:
+      for arm in arms:
         runs[task][arm].append(run_method(arm_config(config, task, seed, arm),
                                           os.path.join(workdir, task, f'{arm}-seed{seed}')))
   return runs
+
+
+def flat(tree: dict, prefix: str = '') -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(flat(value, f'{prefix}{key}.'))
+    else:  # a tuple read back from JSON is a list
+      out[prefix + key] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
+                    config: dict) -> tuple[dict, dict]:
+  """`runs` completed by the saved record's runs of the arms not run now, and,
+  per task and arm in both, the run-now minus saved metric seed by seed (0
+  everywhere: the saved runs reproduce under the code that runs now). Refuses a
+  record of other seeds, tasks or config values (paths aside; keys added since
+  the record was written are not compared)."""
+  if saved['seeds'] != seeds or any(task not in saved['runs'] for task in runs):
+    raise SystemExit(f"kdjax: error: the saved record has seeds {saved['seeds']} and tasks "
+                     f"{sorted(saved['runs'])}; --keep-saved needs seeds {seeds} and tasks "
+                     f"{sorted(runs)}")
+  now, then = flat(config), flat(saved['config'])
+  changed = sorted(k for k in now.keys() & then.keys()
+                   if not k.endswith('_dir') and now[k] != then[k])
+  if changed:
+    raise SystemExit(f"kdjax: error: the saved record was made with other config values "
+                     f"({', '.join(f'{k}={then[k]!r}, now {now[k]!r}' for k in changed)}); "
+                     'rerun every arm')
+  merged, reproduction = {}, {}
+  for task, by_arm in runs.items():
+    saved_arms = saved['runs'][task]
+    merged[task] = {arm: by_arm.get(arm) or saved_arms.get(arm) for arm in ARMS
+                    if by_arm.get(arm) or saved_arms.get(arm)}
+    for arm in (a for a in by_arm if saved_arms.get(a)):
+      metric = by_arm[arm][0]['comparison']['primary_metric']
+      reproduction.setdefault(task, {})[arm] = [
+          now['student']['metrics'][metric] - old['student']['metrics'][metric]
+          for now, old in zip(by_arm[arm], saved_arms[arm])]
+  return merged, reproduction
+
+
+def code_versions(runs: dict) -> dict:
+  """commit -> the arms whose runs it trained (a record may mix versions)."""
+  out = {}
+  for by_arm in runs.values():
+    for arm, results in by_arm.items():
+      for r in results:
+        version = r.get('code_version', {})
+        key = version.get('commit', 'unknown') + (' (with local changes)'
+                                                  if version.get('dirty') else '')
+        out.setdefault(key, [])
+        if arm not in out[key]:
+          out[key].append(arm)
+  return out
 
 
 def clearly_above(values: list[float], baseline: float) -> bool:
@@ -90,7 +155,7 @@ def clearly_above(values: list[float], baseline: float) -> bool:
 def build_table(runs: dict) -> dict:
   table = {}
   for task, by_arm in runs.items():
-    first = by_arm['task_random'][0]
+    first = next(results[0] for results in by_arm.values() if results)
     metric = first['comparison']['primary_metric']
     teacher = first['teacher']
     majority = first['majority'][metric]
@@ -127,9 +192,16 @@ def build_table(runs: dict) -> dict:
   return table
 
 
-def reading(table: dict) -> list[str]:
+def reading(table: dict, reproduction: dict | None = None) -> list[str]:
   """The verdicts, computed from the numbers."""
   lines = []
+  for task, by_arm in (reproduction or {}).items():
+    for arm, diffs in by_arm.items():
+      largest = max(abs(d) for d in diffs)
+      lines.append(f"{task}, {ARMS[arm][0]}: run again under this code, the saved runs "
+                   + ('reproduce exactly on every seed.' if largest == 0 else
+                      f"differ by up to {largest:.4f} (per seed "
+                      f"{', '.join(f'{d:+.4f}' for d in diffs)})."))
   small = {arm for arm, row in next(iter(table.values()))['rows'].items()
            if row['disk_bytes'] < SIZE_TARGET}
   keeps = [arm for arm in ARMS if arm in small and all(
@@ -172,11 +244,12 @@ def write_results(name: str, record: dict) -> None:
   write_record(name, record)
   c, hw = record['config'], record['hardware']
   st = c['student']
-  code = record.get('code_version', {})
+  versions = code_versions(record['runs'])
   lines = [f"# Mixed-vocabulary distillation ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
-           f"Code: {code.get('commit', 'unknown')}"
-           f"{' (with local changes)' if code.get('dirty') else ''}; "
+           'Code: ' + ('; '.join(f"{commit} ({', '.join(arms)})"
+                                for commit, arms in versions.items())
+                      if len(versions) > 1 else next(iter(versions))) + '; '
            f"seeds {record['seeds']} (Stage III; the vocabulary and Stages I-II are trained "
            f"once, seed {c['mixed']['pretrain_seed']}, and shared by every task and seed); "
            f"wall clock {record['wall_minutes']:.1f} min (this invocation: runs it resumed count "
@@ -272,6 +345,10 @@ def main() -> None:
   parser.add_argument('--seeds', default=None, help=f'default {FULL_SEEDS} ({QUICK_SEEDS} '
                       'with --quick)')
   parser.add_argument('--quick', action='store_true')
+  parser.add_argument('--arms', default=','.join(ARMS),
+                      help=f'the arms to run (default all: {",".join(ARMS)})')
+  parser.add_argument('--keep-saved', action='store_true',
+                      help="take the other arms' runs from the saved results JSON")
   parser.add_argument('--rewrite', action='store_true',
                       help='rebuild the table and reading from the saved JSON')
   parser.add_argument('--sizes', action='store_true',
@@ -287,9 +364,20 @@ def main() -> None:
     with open(os.path.join(RESULTS, f'{name}.json')) as f:
       record = json.load(f)
     record['table'] = build_table(record['runs'])
-    record['reading'] = reading(record['table'])
+    record['reading'] = reading(record['table'], record.get('reproduction'))
     write_results(name, record)
     return
+  arms = args.arms.split(',')
+  unknown = [a for a in arms if a not in ARMS]
+  if unknown:
+    sys.exit(f"kdjax: error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+  saved = None
+  if args.keep_saved:
+    path = os.path.join(RESULTS, f'{name}.json')
+    if not os.path.exists(path):
+      sys.exit(f'kdjax: error: --keep-saved needs a saved record at {path}')
+    with open(path) as f:
+      saved = json.load(f)
   prepare_runtime()
   from kdjax.summary import code_version, hardware
 
@@ -303,14 +391,19 @@ def main() -> None:
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --config.data.glue_dir')
   config.teacher.store_dir = os.path.abspath(os.path.join(args.workdir, 'teachers'))
   config.mixed.shared_dir = os.path.abspath(os.path.join(args.workdir, 'shared'))
-  runs = run_all(config, args.workdir, tasks, seeds)  # finished runs resume instantly
+  runs = run_all(config, args.workdir, tasks, seeds, arms)  # finished runs resume instantly
+  reproduction = None
+  if saved is not None:
+    runs, reproduction = with_saved_arms(runs, saved, seeds, config.to_dict())
   table = build_table(runs)
   record = {'name': name, 'variant': 'quick' if args.quick else 'full',
             'command': 'python experiments/mixed_vocab.py ' + ' '.join(sys.argv[1:]),
             'date': datetime.date.today().isoformat(), 'seeds': seeds, 'tasks': tasks,
             'config': config.to_dict(), 'hardware': hardware(), 'code_version': version,
             'wall_minutes': (time.time() - started) / 60, 'table': table, 'runs': runs}
-  record['reading'] = reading(table)
+  if reproduction is not None:
+    record['reproduction'] = reproduction
+  record['reading'] = reading(table, reproduction)
   write_results(name, record)
 
 

@@ -553,3 +553,34 @@ def test_experiment_table_pairs_the_arms_seed_by_seed():
   # Only Stages I-III keeps >= 90% of 0.84 (0.756) on average.
   assert lines[0].split(' Kept')[0] == ("A student under 7 MB keeps >= 90% of the teacher's "
                                         "metric on every task: Stages I-III (task KD).")
+
+
+def test_experiment_keeps_saved_arms_and_compares_the_rerun_ones():
+  """experiments/mixed_vocab.py --keep-saved: arms not run now come from the
+  saved record, an arm in both is compared seed by seed, the table names every
+  code version it mixes, and a record of other config values is refused."""
+  from tests.conftest import load_config, load_experiment
+  experiment = load_experiment('mixed_vocab')
+  config = load_config('mixed_vocab').to_dict()
+
+  def summary(value, commit):
+    return {'comparison': {'primary_metric': 'pearson'}, 'code_version': {'commit': commit},
+            'student': {'metrics': {'pearson': value}}}
+
+  saved = {'seeds': [0, 1], 'config': config,
+           'runs': {'stsb': {'task_random': [summary(0.10, 'old'), summary(0.12, 'old')],
+                             'stages_1_3': [summary(0.20, 'old'), summary(0.30, 'old')]}}}
+  now = {'stsb': {'stages_1_3': [summary(0.20, 'new'), summary(0.25, 'new')],
+                  'stages_1_3_transfer': [summary(0.40, 'new'), summary(0.45, 'new')]}}
+  merged, reproduction = experiment.with_saved_arms(now, saved, [0, 1], config)
+  assert list(merged['stsb']) == ['task_random', 'stages_1_3', 'stages_1_3_transfer']
+  assert merged['stsb']['stages_1_3'] is now['stsb']['stages_1_3']  # the rerun wins
+  np.testing.assert_allclose(reproduction['stsb']['stages_1_3'], [0.0, -0.05], atol=1e-12)
+  assert experiment.code_versions(merged) == {'old': ['task_random'],
+                                              'new': ['stages_1_3', 'stages_1_3_transfer']}
+  with pytest.raises(SystemExit, match='seeds'):
+    experiment.with_saved_arms(now, saved, [0, 1, 2], config)
+  changed = load_config('mixed_vocab')
+  changed.stage1.steps += 1
+  with pytest.raises(SystemExit, match='stage1.steps'):
+    experiment.with_saved_arms(now, saved, [0, 1], changed.to_dict())
