@@ -175,6 +175,7 @@ def begin(config, workdir: str, teacher_seed: int | None = None) -> Run:
   before anything is written on a missing or mismatched checkpoint) and builds
   the device mesh. `teacher_seed` (default `config.seed`) seeds a missing pooler."""
   started = time.time()
+  code_version()  # the code this process runs, before anything can change it
   ensure_writable(workdir)
   seed = config.seed if teacher_seed is None else teacher_seed
   teacher = Teacher(*teachers.open_teacher(teachers.checkpoints_of(config.teacher)[0],

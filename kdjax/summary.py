@@ -1,6 +1,7 @@
 """Sizes, inference speed and the final teacher-vs-student table."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -157,7 +158,16 @@ def _usable_cpus() -> int | None:
 
 def code_version() -> dict:
   """The commit of the kdjax source a run used and whether tracked files
-  differed from it: with the config, what a run is reproduced from."""
+  differed from it: with the config, what a run is reproduced from.
+
+  Read once per process, at the first call (a run calls it as it begins): a
+  process runs the code it imported, so a commit made while it trains must
+  not relabel the runs it finishes later."""
+  return dict(_code_version_at_first_call())
+
+
+@functools.cache
+def _code_version_at_first_call() -> dict:
   here = os.path.dirname(os.path.abspath(__file__))
 
   def git(*args: str) -> str | None:

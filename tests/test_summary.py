@@ -30,3 +30,28 @@ def test_one_class_warning_only_when_the_student_alone_answers_one_class():
   assert summary.one_class_warning(_result(1.0, 1.0)) is None  # the split itself is one class
   assert summary.one_class_warning(_result(None, None)) is None  # regression
   assert 'warning' not in summary.format_table(_result(0.6, 0.5))
+
+
+def test_code_version_is_read_once_per_process(monkeypatch):
+  """A commit made while a process trains must not relabel the runs it
+  finishes later: the version is the one read at the first call, and each
+  caller gets its own copy."""
+  import subprocess
+  from kdjax import summary
+  summary._code_version_at_first_call.cache_clear()
+  first = summary.code_version()
+  assert len(first['commit']) == 40 or first['commit'] == 'unknown'
+
+  def a_later_commit(*args, **kwargs):
+    return subprocess.CompletedProcess(args, 0, stdout='f' * 40 + '\n', stderr='')
+
+  monkeypatch.setattr(subprocess, 'run', a_later_commit)
+  try:
+    again = summary.code_version()
+    assert again == first and again is not first
+    again['commit'] = 'changed by a caller'
+    assert summary.code_version() == first
+    summary._code_version_at_first_call.cache_clear()
+    assert summary.code_version()['commit'] == 'f' * 40  # the stub: the read is what is cached
+  finally:
+    summary._code_version_at_first_call.cache_clear()  # later tests read the real one
