@@ -16,7 +16,7 @@ rate. Every run logs the policy's batch statistics; from them come, per
 setting, how far the policy separates the teachers (π when a teacher is right
 minus π when it is wrong; per-instance spread; gap between the teachers' mean
 π), the level it settles at and the step it reaches 90% of that level
-(`kdjax.methods.rl_kd.pipeline.settling_step`). The teachers are read from
+(`kdjax.methods.rl_kd.policy_record.settling_step`). The teachers are read from
 --teacher-store, by default the store experiments/rl_kd.py trains, so they are
 trained once for both. Writes experiments/results/rl_kd_policy_steps{,_quick}
 .md and .json and a plot of the separation curves.
@@ -56,7 +56,7 @@ def setting_key(baseline: str, lr: float) -> str:
 def summarise(result: dict, steps: int) -> dict:
   """One run's pre-training record: its separation curves, the mean π over
   teachers at each point, the student's final metrics and the teachers'."""
-  from kdjax.methods.rl_kd.pipeline import separation_curve
+  from kdjax.methods.rl_kd.policy_record import separation_curve
   points = [p for p in result['policy']['over_training'] if p['phase'] == 'policy_pretrain']
   curve = separation_curve(points)
   curve['mean_prob'] = [float(np.mean(p['prob'])) for p in points]
@@ -69,7 +69,7 @@ def separation(summary: dict) -> dict:
   """Per measure: start, plateau and settling step (`settling_step`); and when
   π collapsed to all or none of the teachers (`collapse_step`). Recomputed from
   the curves, so --rewrite follows any change of those rules."""
-  from kdjax.methods.rl_kd.pipeline import collapse_step, settling_step
+  from kdjax.methods.rl_kd.policy_record import collapse_step, settling_step
   curve = summary['curve']
   out = {m: settling_step(curve['step'], curve[m]) for m in MEASURES if m in curve}
   out['collapse_step'] = collapse_step(summary['points'])

@@ -13,6 +13,7 @@ import pytest
 from kdjax import checkpoint
 from kdjax.data.batching import TrainBatches
 from kdjax.methods.rl_kd import pieces as rl_select
+from kdjax.methods.rl_kd import policy_record
 from kdjax.steps import init_state, jit_train_step
 from kdjax.models.heads import BertClassifier
 from tests.conftest import TINY, export_accuracy, load_config
@@ -297,13 +298,13 @@ def test_over_training_reads_the_policy_points(tmp_path):
   path.write_text('\n'.join([row('joint', 10, 0.0, -1.0), row('student', 10, 3.0, 0.0),
                              row('joint', 10, 4.0, -0.5), row('policy_pretrain', 5, 0.0, -2.0)])
                   + '\n')
-  points = rlkd.over_training(str(path), 2)
+  points = policy_record.over_training(str(path), 2)
   assert [(p['phase'], p['step'], p['reward']) for p in points] == [
       ('policy_pretrain', 5, -2.0), ('joint', 10, -0.5)]
   assert np.isnan(points[0]['right']).all() and points[0]['wrong'] == pytest.approx([0.3, 0.3])
   assert points[1]['right'] == pytest.approx([0.6, 0.6])
   assert points[1]['wrong'] == pytest.approx([0.3, 0.3])
-  empty = rlkd.over_training(str(path).replace('metrics', 'none'), 2)
+  empty = policy_record.over_training(str(path).replace('metrics', 'none'), 2)
   assert empty == []
 
 
@@ -378,34 +379,35 @@ def test_settling_step_hand_values():
   steps = list(range(0, 200, 10))
   # Rises linearly from 0.5 to 1 over steps 0..90, then stays at 1.
   values = [0.5 + 0.5 * min(s / 90, 1.0) for s in steps]
-  got = rlkd.settling_step(steps, values, fraction=0.9, window=2)
+  got = policy_record.settling_step(steps, values, fraction=0.9, window=2)
   assert got['plateau'] == pytest.approx(1.0)
   assert got['start'] == pytest.approx(0.5 + 0.5 / 18)  # mean of the first window
   # 90% of the way from start to plateau is 0.953: the two-point mean ending at
   # step 80 is 0.917, at step 90 0.972 (90% of the plateau alone would be step 80).
   assert got['step'] == 90
-  flat = rlkd.settling_step(steps, [0.5] * len(steps), window=2)
+  flat = policy_record.settling_step(steps, [0.5] * len(steps), window=2)
   assert flat['step'] is None
-  barely = rlkd.settling_step(steps, [0.5 + 0.01 * min(s / 90, 1.0) for s in steps], window=2)
+  barely = policy_record.settling_step(steps, [0.5 + 0.01 * min(s / 90, 1.0) for s in steps],
+                                       window=2)
   assert barely['step'] is None and barely['plateau'] > barely['start']  # below min_rise
-  nan_tail = rlkd.settling_step(steps[:3], [0.1, float('nan'), 0.2], window=2)
+  nan_tail = policy_record.settling_step(steps[:3], [0.1, float('nan'), 0.2], window=2)
   assert nan_tail['step'] is None and np.isnan(nan_tail['plateau'])
 
 
 def test_collapse_step_when_every_teacher_is_always_or_never_chosen():
   from kdjax.methods.rl_kd import pipeline as rlkd
   point = lambda step, prob: {'phase': 'joint', 'step': step, 'prob': prob}
-  assert rlkd.collapse_step([point(10, [0.9, 0.99]), point(20, [0.96, 0.99]),
+  assert policy_record.collapse_step([point(10, [0.9, 0.99]), point(20, [0.96, 0.99]),
                              point(30, [0.5, 0.5])]) == 20
-  assert rlkd.collapse_step([point(10, [0.04, 0.2]), point(20, [0.04, 0.01])]) == 20
-  assert rlkd.collapse_step([point(10, [0.99, 0.01])]) is None  # a choice, not a collapse
+  assert policy_record.collapse_step([point(10, [0.04, 0.2]), point(20, [0.04, 0.01])]) == 20
+  assert policy_record.collapse_step([point(10, [0.99, 0.01])]) is None  # a choice, not a collapse
 
 
 def test_separation_curve_from_logged_points():
   from kdjax.methods.rl_kd import pipeline as rlkd
   points = [{'phase': 'joint', 'step': 10, 'prob': [0.2, 0.7], 'spread': 0.5,
              'right': [0.6, 0.9], 'wrong': [0.2, float('nan')]}]
-  curve = rlkd.separation_curve(points)
+  curve = policy_record.separation_curve(points)
   assert curve['step'] == [10]
   assert curve['teacher_gap'] == [pytest.approx(0.5)]
   assert curve['right_minus_wrong'] == [pytest.approx(0.4)]  # the NaN teacher is skipped
@@ -416,7 +418,7 @@ def test_teacher_overlap_hand_values():
   # Two teachers, four rows: predictions (0, 0), (1, 0), (1, 1), (0, 1); labels 0, 1, 0, 1.
   logits = np.array([[[1, 0], [1, 0]], [[0, 1], [1, 0]], [[0, 1], [0, 1]], [[1, 0], [0, 1]]],
                     np.float32)
-  got = rlkd.teacher_overlap(logits, np.array([0, 1, 0, 1]))
+  got = policy_record.teacher_overlap(logits, np.array([0, 1, 0, 1]))
   assert got == {'accuracy': [0.5, 0.5], 'all_agree': 0.5, 'any_right': 0.75,
                  'all_right': 0.25}
 
@@ -451,7 +453,8 @@ def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
     assert os.path.getsize(tmp_path / 'rl' / name) > 0, name
   with open(tmp_path / 'rl' / 'policy_weights.png', 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-  phases = {p['phase'] for p in rlkd.over_training(str(tmp_path / 'rl' / 'metrics.jsonl'), 3)}
+  points = policy_record.over_training(str(tmp_path / 'rl' / 'metrics.jsonl'), 3)
+  phases = {p['phase'] for p in points}
   assert phases == {'policy_pretrain', 'joint'}
   store = [f for f in os.listdir(tmp_path / 'teachers' / 'rte') if f.endswith('.npz')]
   assert len(store) == 1
