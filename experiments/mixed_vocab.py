@@ -9,12 +9,13 @@ keep, and what do Stages I-II add beyond the teacher-derived initialisation?
 
 One student vocabulary and one Stage I + II pre-training on the corpus
 (configs/mixed_vocab.py, shared by every task and seed: WORKDIR/shared), one
-fine-tuned teacher per task (WORKDIR/teachers); then per task and seed five
+fine-tuned teacher per task (WORKDIR/teachers); then per task and seed six
 students of the same size and vocabulary (ARMS): trained on the task alone from
 random embeddings, trained on the task alone from the teacher-derived
 embeddings Stage I starts from (the control arm), Stages I-II then the task
-without KD, Stages I-III, and Stages I-III whose task KD also covers a transfer
-set (teacher-labelled perturbed copies of the training set). Runs live in
+without KD, Stages I-III, Stages I-III whose task KD also covers a transfer
+set (teacher-labelled perturbed copies of the training set), and Stages I-III
+trained as many steps as that one on the training set alone. Runs live in
 WORKDIR/<task>/<arm>-seed<k>: a stopped experiment started again resumes, and
 finished runs return at once.
 
@@ -43,14 +44,19 @@ from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, pr
 
 TRANSFER_COPIES = 4  # perturbed copies per training example in the transfer-set arm
 # key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for
-# the config's, distill.augment_copies)
+# the config's, distill.augment_copies, factor on distill.epochs)
 ARMS = {
-    'task_random': ('task only, random embeddings', False, 'random', 1.0, 0),
-    'task_teacher': ('task only, teacher-derived embeddings', False, 'teacher', 1.0, 0),
-    'stages_1_2': ('Stages I-II, then the task without KD', True, 'teacher', 1.0, 0),
-    'stages_1_3': ('Stages I-III (task KD)', True, 'teacher', None, 0),
+    'task_random': ('task only, random embeddings', False, 'random', 1.0, 0, 1),
+    'task_teacher': ('task only, teacher-derived embeddings', False, 'teacher', 1.0, 0, 1),
+    'stages_1_2': ('Stages I-II, then the task without KD', True, 'teacher', 1.0, 0, 1),
+    'stages_1_3': ('Stages I-III (task KD)', True, 'teacher', None, 0, 1),
     'stages_1_3_transfer': (f'Stages I-III, task KD with a transfer set (x{TRANSFER_COPIES})',
-                            True, 'teacher', None, TRANSFER_COPIES),
+                            True, 'teacher', None, TRANSFER_COPIES, 1),
+    # The transfer set's arm takes 1 + TRANSFER_COPIES times the steps: this arm
+    # takes as many on the training set alone, so the pair tells the copies'
+    # effect from that of longer training.
+    'stages_1_3_long': (f'Stages I-III, {1 + TRANSFER_COPIES}x the epochs', True, 'teacher',
+                        None, 0, 1 + TRANSFER_COPIES),
 }
 # Per-seed paired differences (arm - arm): runs of one seed share the vocabulary,
 # the classifier head's initial weights and the data order, so the pairing
@@ -60,6 +66,8 @@ DIFFERENCES = (
     ('stages_1_3', 'task_teacher'),  # pre-training and task KD beyond the initialisation
     ('task_teacher', 'task_random'),  # the initialisation alone
     ('stages_1_3_transfer', 'stages_1_3'),  # the transfer set
+    ('stages_1_3_long', 'stages_1_3'),  # longer training alone
+    ('stages_1_3_transfer', 'stages_1_3_long'),  # the copies at the same number of steps
 )
 FULL_TASKS, QUICK_TASKS = 'sst2,bbc,stsb', 'bbc,stsb'
 FULL_SEEDS, QUICK_SEEDS = '0,1,2', '0'
@@ -68,12 +76,13 @@ SIZE_TARGET = 7e6  # bytes of fp32 weights
 
 
 def arm_config(config, task: str, seed: int, arm: str):
-  _, pretrain, embedding_init, alpha, copies = ARMS[arm]
+  _, pretrain, embedding_init, alpha, copies, epochs_factor = ARMS[arm]
   c = config.copy_and_resolve_references()
   c.data.task, c.seed = task, seed
   c.data.source = 'bbc' if task == 'bbc' else config.data.source
   c.mixed.pretrain, c.mixed.embedding_init = pretrain, embedding_init
   c.distill.augment_copies = copies
+  c.distill.epochs = config.distill.epochs * epochs_factor
   if alpha is not None:
     c.distill.alpha = alpha
   return c
@@ -102,11 +111,14 @@ def flat(tree: dict, prefix: str = '') -> dict:
 
 def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
                     config: dict) -> tuple[dict, dict]:
-  """`runs` completed by the saved record's runs of the arms not run now, and,
-  per task and arm in both, the run-now minus saved metric seed by seed (0
-  everywhere: the saved runs reproduce under the code that runs now). Refuses a
-  record of other seeds, tasks or config values (paths aside; keys added since
-  the record was written are not compared)."""
+  """`runs` completed by the saved record's runs of the arms not run now, and
+  the reproduction checks: per task and arm trained anew now and also saved,
+  the new minus the saved metric seed by seed (0 everywhere: the saved runs
+  reproduce under the code that runs now), with both code versions; checks the
+  saved record carries over for arms not trained anew. A run that only resumed
+  the saved one (same workdir, same summary) is no check. Refuses a record of
+  other seeds, tasks or config values (paths aside; keys added since the
+  record was written are not compared)."""
   if saved['seeds'] != seeds or any(task not in saved['runs'] for task in runs):
     raise SystemExit(f"kdjax: error: the saved record has seeds {saved['seeds']} and tasks "
                      f"{sorted(saved['runs'])}; --keep-saved needs seeds {seeds} and tasks "
@@ -118,16 +130,24 @@ def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
     raise SystemExit(f"kdjax: error: the saved record was made with other config values "
                      f"({', '.join(f'{k}={then[k]!r}, now {now[k]!r}' for k in changed)}); "
                      'rerun every arm')
-  merged, reproduction = {}, {}
+  merged = {}
+  reproduction = {task: dict(by_arm) for task, by_arm in saved.get('reproduction', {}).items()
+                  if task in runs}
+  commit = lambda r: r.get('code_version', {}).get('commit', 'unknown')
   for task, by_arm in runs.items():
     saved_arms = saved['runs'][task]
     merged[task] = {arm: by_arm.get(arm) or saved_arms.get(arm) for arm in ARMS
                     if by_arm.get(arm) or saved_arms.get(arm)}
     for arm in (a for a in by_arm if saved_arms.get(a)):
+      pairs = list(zip(by_arm[arm], saved_arms[arm]))
+      if all(new == old for new, old in pairs):
+        continue  # resumed, not trained again
       metric = by_arm[arm][0]['comparison']['primary_metric']
-      reproduction.setdefault(task, {})[arm] = [
-          now['student']['metrics'][metric] - old['student']['metrics'][metric]
-          for now, old in zip(by_arm[arm], saved_arms[arm])]
+      reproduction.setdefault(task, {})[arm] = {
+          'diffs': [new['student']['metrics'][metric] - old['student']['metrics'][metric]
+                    for new, old in pairs],
+          'rerun_code': sorted({commit(new) for new, _ in pairs}),
+          'saved_code': sorted({commit(old) for _, old in pairs})}
   return merged, reproduction
 
 
@@ -196,9 +216,12 @@ def reading(table: dict, reproduction: dict | None = None) -> list[str]:
   """The verdicts, computed from the numbers."""
   lines = []
   for task, by_arm in (reproduction or {}).items():
-    for arm, diffs in by_arm.items():
+    for arm, check in by_arm.items():
+      diffs = check['diffs']
       largest = max(abs(d) for d in diffs)
-      lines.append(f"{task}, {ARMS[arm][0]}: run again under this code, the saved runs "
+      lines.append(f"{task}, {ARMS[arm][0]}: trained again under "
+                   f"{', '.join(c[:7] for c in check['rerun_code'])}, the runs of "
+                   f"{', '.join(c[:7] for c in check['saved_code'])} "
                    + ('reproduce exactly on every seed.' if largest == 0 else
                       f"differ by up to {largest:.4f} (per seed "
                       f"{', '.join(f'{d:+.4f}' for d in diffs)})."))

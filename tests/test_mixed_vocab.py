@@ -575,9 +575,18 @@ def test_experiment_keeps_saved_arms_and_compares_the_rerun_ones():
   merged, reproduction = experiment.with_saved_arms(now, saved, [0, 1], config)
   assert list(merged['stsb']) == ['task_random', 'stages_1_3', 'stages_1_3_transfer']
   assert merged['stsb']['stages_1_3'] is now['stsb']['stages_1_3']  # the rerun wins
-  np.testing.assert_allclose(reproduction['stsb']['stages_1_3'], [0.0, -0.05], atol=1e-12)
+  check = reproduction['stsb']['stages_1_3']
+  np.testing.assert_allclose(check['diffs'], [0.0, -0.05], atol=1e-12)
+  assert (check['rerun_code'], check['saved_code']) == (['new'], ['old'])
   assert experiment.code_versions(merged) == {'old': ['task_random'],
                                               'new': ['stages_1_3', 'stages_1_3_transfer']}
+  # Runs that only resumed the saved ones are no check; the saved record's checks carry over.
+  resumed = {'stsb': {'stages_1_3': saved['runs']['stsb']['stages_1_3']}}
+  assert experiment.with_saved_arms(resumed, saved, [0, 1], config)[1] == {}
+  later = {**saved, 'reproduction': reproduction,
+           'runs': {'stsb': {**saved['runs']['stsb'], **now['stsb']}}}
+  resumed_later = {'stsb': {'stages_1_3': now['stsb']['stages_1_3']}}
+  assert experiment.with_saved_arms(resumed_later, later, [0, 1], config)[1] == reproduction
   with pytest.raises(SystemExit, match='seeds'):
     experiment.with_saved_arms(now, saved, [0, 1, 2], config)
   changed = load_config('mixed_vocab')
