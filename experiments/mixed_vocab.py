@@ -41,6 +41,7 @@ import numpy as np
 
 from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
                     run_method, write_markdown, write_record)
+from kdjax import trained_by
 
 TRANSFER_COPIES = 4  # perturbed copies per training example in the transfer-set arm
 # key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for
@@ -133,7 +134,7 @@ def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
   merged = {}
   reproduction = {task: dict(by_arm) for task, by_arm in saved.get('reproduction', {}).items()
                   if task in runs}
-  commit = lambda r: r.get('code_version', {}).get('commit', 'unknown')
+  commits = lambda r: {v.get('commit', 'unknown') for v in trained_by.versions_of(r)}
   for task, by_arm in runs.items():
     saved_arms = saved['runs'][task]
     merged[task] = {arm: by_arm.get(arm) or saved_arms.get(arm) for arm in ARMS
@@ -146,8 +147,8 @@ def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
       reproduction.setdefault(task, {})[arm] = {
           'diffs': [new['student']['metrics'][metric] - old['student']['metrics'][metric]
                     for new, old in pairs],
-          'rerun_code': sorted({commit(new) for new, _ in pairs}),
-          'saved_code': sorted({commit(old) for _, old in pairs})}
+          'rerun_code': sorted(set().union(*(commits(new) for new, _ in pairs))),
+          'saved_code': sorted(set().union(*(commits(old) for _, old in pairs)))}
   return merged, reproduction
 
 
@@ -156,8 +157,7 @@ def code_versions(runs: dict) -> dict:
   out = {}
   for by_arm in runs.values():
     for arm, results in by_arm.items():
-      for r in results:
-        version = r.get('code_version', {})
+      for version in (v for r in results for v in trained_by.versions_of(r)):
         key = version.get('commit', 'unknown') + (' (with local changes)'
                                                   if version.get('dirty') else '')
         out.setdefault(key, [])

@@ -114,18 +114,23 @@ def _stop_signal(step: int, checkpoint_every: int) -> int | None:
   return int(np.max(flags)) or None
 
 
-def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh,
-              log: MetricsLog) -> tuple[State, dict | None]:
+def run_phase(phase: Phase, state: State, rng: jax.Array, mesh: Mesh, log: MetricsLog,
+              on_train_start: Callable[[int], None] | None = None
+              ) -> tuple[State, dict | None]:
   """Trains `state` to `phase.total_steps`, resuming from the latest checkpoint.
 
-  Returns the final state (with the best evaluation's params when the phase
-  keeps them) and, then, {'step', 'metric', 'value'} of that evaluation."""
+  `on_train_start(step)` is called with the step training resumes from, before
+  the first step, when any step is left. Returns the final state (with the best
+  evaluation's params when the phase keeps them) and, then, {'step', 'metric',
+  'value'} of that evaluation."""
   keep = phase.cadence.keep_checkpoints
   checkpoint.check_space(phase.checkpoint_dir, state, keep)
   manager = checkpoint.open_manager(phase.checkpoint_dir, keep)
   best = BestParams(phase, state['params']) if phase.best_metric else None
   try:
     state, last_saved = _resume(phase, state, manager, log)
+    if on_train_start is not None and int(state['step']) < phase.total_steps:
+      on_train_start(int(state['step']))
     bar = progress(phase.total_steps, phase.name, initial=int(state['step']))
     try:  # the bar ends its line before any error message is printed
       state = _train_steps(phase, state, rng, mesh, log, manager, bar, last_saved, best)

@@ -20,7 +20,7 @@ import jax
 from jax.sharding import Mesh
 
 from kdjax import (atomic, compile_cache, config_check, distributed, interrupt, parallel, teachers,
-                   workdir_lock)
+                   trained_by, workdir_lock)
 from kdjax.data.batching import bucket_lengths
 from kdjax.errors import KdjaxError
 from kdjax.loop import Cadence, Phase, run_phase
@@ -103,6 +103,7 @@ class Run:
   log: MetricsLog | None = None
   best: dict[str, dict] = dataclasses.field(default_factory=dict)  # phase -> best evaluation
   seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # part -> wall time
+  journals: dict[str, list[dict]] = dataclasses.field(default_factory=dict)  # phase -> trained_by
 
   @contextlib.contextmanager
   def timed(self, part: str):
@@ -144,20 +145,33 @@ class Run:
     sampling stream; checkpoints go to `checkpoint_dir` (default
     WORKDIR/checkpoints/NAME). With `best_metric` the phase ends with the params
     of its best dev evaluation, recorded in summary.json's `best_checkpoints`."""
-    phase = Phase(name, start.train_step, batches, total_steps,
-                  checkpoint_dir or self.path('checkpoints', name), eval_fn, self.cadence,
-                  best_metric)
+    checkpoint_dir = checkpoint_dir or self.path('checkpoints', name)
+    phase = Phase(name, start.train_step, batches, total_steps, checkpoint_dir, eval_fn,
+                  self.cadence, best_metric)
     rng = jax.random.fold_in(jax.random.PRNGKey(seed), phase_id)
-    state, best = run_phase(phase, start.state, rng, self.mesh, self.log)
+
+    def note_training(from_step: int) -> None:
+      if jax.process_index() == 0:
+        trained_by.record(checkpoint_dir, from_step, code_version())
+
+    state, best = run_phase(phase, start.state, rng, self.mesh, self.log, note_training)
+    self.journals[name] = trained_by.read(checkpoint_dir)
     if best is not None:
       self.best[name] = best
     return state
 
   def finish(self, result: dict) -> dict:
     """Adds hardware, code version and wall time to `result`, closes the log and writes
-    summary.json; returns `result`."""
+    summary.json; returns `result`.
+
+    `code_version` is the code that trained last (this process's if no phase
+    kept a journal); `trained_by` has, per phase, each invocation's version and
+    the step it trained from, so a run resumed across commits says so."""
     result.setdefault('hardware', hardware())
-    result.setdefault('code_version', code_version())
+    journals = {name: entries for name, entries in self.journals.items() if entries}
+    if journals:
+      result['trained_by'] = journals
+    result.setdefault('code_version', trained_by.latest(journals) or code_version())
     result['teacher_checkpoint'] = self.teacher.dir
     if self.best:  # the dev evaluations whose params each phase ended with
       result['best_checkpoints'] = self.best

@@ -214,3 +214,47 @@ def test_steps_logged_before_the_first_checkpoint_are_dropped_on_resume(tmp_path
   assert start is None and restored is state
   lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   assert [(l['phase'], l['step']) for l in lines] == [('teacher', 4)]
+
+
+def _relabel(checkpoint_dir, commit):
+  """Rewrites a phase's journal as if another commit had trained its steps."""
+  from kdjax import atomic, trained_by
+  entries = trained_by.read(str(checkpoint_dir))
+  assert entries, f'no journal beside {checkpoint_dir}'
+  for entry in entries:
+    entry['code_version'] = {'commit': commit, 'dirty': False}
+  atomic.write_json(trained_by.journal_path(str(checkpoint_dir)), entries)
+
+
+def test_a_run_resumed_under_other_code_records_every_version_that_trained_it(
+    tmp_path, tiny_teacher_dir):
+  """The code that trained a run, not the process that last wrote its summary:
+  a phase stopped under one commit and finished under another names both, and
+  a finished run resumed later keeps the version that trained it."""
+  from kdjax import trained_by
+  workdir = tmp_path / 'two_versions'
+  proc = start(tiny_teacher_dir, workdir)
+  wait_for_phase(workdir, 'student', proc)
+  proc.send_signal(signal.SIGTERM)
+  code, _, err = finish(proc)
+  assert code == 128 + signal.SIGTERM, err[-3000:]
+  saved_at = int(err.split('student saved at step ')[1].split()[0])
+  _relabel(workdir / 'checkpoints' / 'student', 'a' * 40)
+  code, _, err = finish(start(tiny_teacher_dir, workdir))
+  assert code == 0, err[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  now = summary['code_version']
+  assert now['commit'] != 'a' * 40
+  student = summary['trained_by']['student']
+  assert [e['from_step'] for e in student] == [0, saved_at]
+  assert [e['code_version']['commit'] for e in student] == ['a' * 40, now['commit']]
+  assert trained_by.versions_of(summary)[0]['commit'] == 'a' * 40
+  assert now in trained_by.versions_of(summary)
+
+  for phase in summary['trained_by']:  # as if an older commit had trained it all
+    _relabel(workdir / 'checkpoints' / phase, 'b' * 40)
+  code, _, err = finish(start(tiny_teacher_dir, workdir))  # finished: trains nothing
+  assert code == 0, err[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['code_version']['commit'] == 'b' * 40
+  assert [v['commit'] for v in trained_by.versions_of(summary)] == ['b' * 40]

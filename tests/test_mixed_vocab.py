@@ -593,3 +593,11 @@ def test_experiment_keeps_saved_arms_and_compares_the_rerun_ones():
   changed.stage1.steps += 1
   with pytest.raises(SystemExit, match='stage1.steps'):
     experiment.with_saved_arms(now, saved, [0, 1], changed.to_dict())
+  # A run stopped under one commit and finished under another counts for both.
+  two = summary(0.25, 'new')
+  two['trained_by'] = {'student': [{'from_step': 0, 'code_version': {'commit': 'older'}},
+                                   {'from_step': 9, 'code_version': {'commit': 'new'}}]}
+  mixed = {'stsb': {'stages_1_3': [summary(0.20, 'new'), two]}}
+  check = experiment.with_saved_arms(mixed, saved, [0, 1], config)[1]['stsb']['stages_1_3']
+  assert check['rerun_code'] == ['new', 'older']
+  assert experiment.code_versions(mixed) == {'new': ['stages_1_3'], 'older': ['stages_1_3']}
