@@ -80,8 +80,25 @@ def launch(config, workdir: str) -> tuple[Any, dict]:
   method = get_method(config_dict.get('method', 'kd'))
   with workdir_lock.hold(workdir, primary=jax.process_index() == 0):  # one run per workdir
     check_same_config(workdir, config_dict)
+    finished = finished_summary(workdir)
+    if finished is not None:
+      return method, finished
     interrupt.install()
     return method, method.run(config, workdir)
+
+
+def finished_summary(workdir: str) -> dict | None:
+  """The summary of a finished run in `workdir` (its config already checked
+  the same), or None. summary.json is written last, once every phase is done,
+  so its presence means the run is finished: rerunning it returns that summary
+  at once instead of re-evaluating, re-exporting and relabelling it. Single
+  process only: hosts of a multi-host run resume together (each may not see the
+  file), so they take the full path."""
+  path = os.path.join(workdir, 'summary.json')
+  if jax.process_count() != 1 or not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_quick_cli_run_writes_everything(tmp_path):
   assert {'teachers', 'student_start', 'teacher_outputs', 'student', 'teacher_report',
           'student_report'} <= set(parts) and min(parts.values()) >= 0
   assert sum(v for k, v in parts.items() if k != 'student_start') < summary['wall_seconds']
-  # Rerunning the finished command resumes every phase and trains nothing more.
+  # Rerunning the finished command returns its summary at once and trains nothing more.
   again = run_cli('--config', 'kdjax/defaults.py:quick', '--workdir', str(workdir))
   assert again.returncode == 0, again.stderr[-3000:]
   assert json.loads((workdir / 'summary.json').read_text())['student']['metrics'] == \
