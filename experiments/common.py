@@ -72,6 +72,42 @@ def run_method(config, workdir: str) -> dict:
   return scaffold.launch(config, workdir)[1]
 
 
+def load_saved_record(name: str) -> dict:
+  """experiments/results/NAME.json, for --keep-saved; exits with one line if absent."""
+  path = os.path.join(RESULTS, f'{name}.json')
+  if not os.path.exists(path):
+    sys.exit(f'kdjax: error: --keep-saved needs a saved record at {path}')
+  with open(path) as f:
+    return json.load(f)
+
+
+def flat(tree: dict, prefix: str = '') -> dict:
+  """{'a.b': value} of a nested config dict (a tuple read back from JSON is a list)."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(flat(value, f'{prefix}{key}.'))
+    else:
+      out[prefix + key] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def check_same_setup(saved: dict, config: dict, seeds: list[int], rerun: str) -> None:
+  """Refuses (one line, non-zero exit) to merge runs with a saved record of
+  other seeds or config values: paths aside, and keys added since the record
+  was written are not compared. `rerun` says what to run instead."""
+  if saved['seeds'] != seeds:
+    raise SystemExit(f"kdjax: error: the saved record has seeds {saved['seeds']}; "
+                     f"--keep-saved needs seeds {seeds}")
+  now, then = flat(config), flat(saved['config'])
+  changed = sorted(k for k in now.keys() & then.keys()
+                   if not k.endswith('_dir') and now[k] != then[k])
+  if changed:
+    raise SystemExit(f"kdjax: error: the saved record was made with other config values "
+                     f"({', '.join(f'{k}={then[k]!r}, now {now[k]!r}' for k in changed)}); "
+                     + rerun)
+
+
 def guarded(main) -> None:
   """Runs an experiment's `main()` with the CLI's error reporting: one line and
   a non-zero exit on bad input, a stop request or a full disk."""

@@ -39,8 +39,9 @@ import time
 
 import numpy as np
 
-from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
-                    run_method, write_markdown, write_record)
+from common import (RESULTS, apply_overrides, check_same_setup, guarded, load_config,
+                    load_saved_record, mean_std, prepare_runtime, run_method, write_markdown,
+                    write_record)
 from kdjax import trained_by
 
 TRANSFER_COPIES = 4  # perturbed copies per training example in the transfer-set arm
@@ -100,16 +101,6 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
   return runs
 
 
-def flat(tree: dict, prefix: str = '') -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(flat(value, f'{prefix}{key}.'))
-    else:  # a tuple read back from JSON is a list
-      out[prefix + key] = list(value) if isinstance(value, tuple) else value
-  return out
-
-
 def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
                     config: dict) -> tuple[dict, dict]:
   """`runs` completed by the saved record's runs of the arms not run now, and
@@ -120,17 +111,10 @@ def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
   the saved one (same workdir, same summary) is no check. Refuses a record of
   other seeds, tasks or config values (paths aside; keys added since the
   record was written are not compared)."""
-  if saved['seeds'] != seeds or any(task not in saved['runs'] for task in runs):
-    raise SystemExit(f"kdjax: error: the saved record has seeds {saved['seeds']} and tasks "
-                     f"{sorted(saved['runs'])}; --keep-saved needs seeds {seeds} and tasks "
-                     f"{sorted(runs)}")
-  now, then = flat(config), flat(saved['config'])
-  changed = sorted(k for k in now.keys() & then.keys()
-                   if not k.endswith('_dir') and now[k] != then[k])
-  if changed:
-    raise SystemExit(f"kdjax: error: the saved record was made with other config values "
-                     f"({', '.join(f'{k}={then[k]!r}, now {now[k]!r}' for k in changed)}); "
-                     'rerun every arm')
+  if any(task not in saved['runs'] for task in runs):
+    raise SystemExit(f"kdjax: error: the saved record has tasks {sorted(saved['runs'])}; "
+                     f"--keep-saved needs tasks {sorted(runs)}")
+  check_same_setup(saved, config, seeds, 'rerun every arm')
   merged = {}
   reproduction = {task: dict(by_arm) for task, by_arm in saved.get('reproduction', {}).items()
                   if task in runs}
@@ -396,11 +380,7 @@ def main() -> None:
     sys.exit(f"kdjax: error: unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
   saved = None
   if args.keep_saved:
-    path = os.path.join(RESULTS, f'{name}.json')
-    if not os.path.exists(path):
-      sys.exit(f'kdjax: error: --keep-saved needs a saved record at {path}')
-    with open(path) as f:
-      saved = json.load(f)
+    saved = load_saved_record(name)
   prepare_runtime()
   from kdjax.summary import code_version, hardware
 

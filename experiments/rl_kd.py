@@ -35,8 +35,9 @@ import time
 
 import numpy as np
 
-from common import (RESULTS, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
-                    run_method, write_markdown, write_record)
+from common import (RESULTS, apply_overrides, check_same_setup, guarded, load_config,
+                    load_saved_record, mean_std, prepare_runtime, run_method, write_markdown,
+                    write_record)
 
 REWARDS = ('R1', 'R2', 'R3')
 STAGES = ('policy_pretrain', 'joint')
@@ -72,6 +73,17 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
         result = run_method(c, os.path.join(workdir, task, f'{key}-seed{seed}'))
         runs[task].setdefault(key, []).append(result)
   return runs
+
+
+def with_saved_tasks(runs: dict, saved: dict, seeds: list[int], config: dict) -> dict:
+  """`runs` with the saved record's runs of the tasks not run now (saved tasks
+  first, in their order; a task run now replaces its saved runs). Refuses a
+  record of other seeds or config values, so every task's students are the
+  same experiment."""
+  check_same_setup(saved, config, seeds, 'rerun every task')
+  merged = {task: by_variant for task, by_variant in saved['runs'].items() if task not in runs}
+  merged.update(runs)
+  return merged
 
 
 # ------------------------------------------------------------------ table
@@ -468,8 +480,11 @@ def main() -> None:
                       help='also RL-KD R1 with the teacher\'s identity as a policy feature')
   parser.add_argument('--rewrite', action='store_true',
                       help='rebuild table, reading and plots from the saved JSON')
+  parser.add_argument('--keep-saved', action='store_true',
+                      help="take the other tasks' runs from the saved results JSON")
   args, overrides = parser.parse_known_args()
   name = 'rl_kd_quick' if args.quick else 'rl_kd'
+  saved = load_saved_record(name) if args.keep_saved else None
   if args.rewrite:
     with open(os.path.join(RESULTS, f'{name}.json')) as f:
       record = json.load(f)
@@ -490,10 +505,12 @@ def main() -> None:
     sys.exit('kdjax: error: set KDJAX_GLUE_DIR or --config.data.glue_dir')
   config.teacher.store_dir = os.path.abspath(os.path.join(args.workdir, 'teachers'))
   runs = run_all(config, args.workdir, tasks, seeds, args.teacher_id)  # finished runs resume
+  if saved is not None:
+    runs = with_saved_tasks(runs, saved, seeds, config.to_dict())
   table = build_table(runs)
   record = {'name': name, 'variant': 'quick' if args.quick else 'full',
             'command': 'python experiments/rl_kd.py ' + ' '.join(sys.argv[1:]),
-            'date': datetime.date.today().isoformat(), 'seeds': seeds, 'tasks': tasks,
+            'date': datetime.date.today().isoformat(), 'seeds': seeds, 'tasks': list(runs),
             'workdir': os.path.abspath(args.workdir), 'config': config.to_dict(),
             'hardware': hardware(), 'wall_minutes': (time.time() - started) / 60,
             'table': table, 'runs': runs}

@@ -466,3 +466,26 @@ def test_quick_rl_kd_run(tmp_path, glue_dir, tiny_teacher_dir):
   assert single['teachers'] == result['teachers']
   assert os.path.getmtime(tmp_path / 'teachers' / 'rte' / store[0]) == mtime
   assert 'student, single teacher' in rlkd.format_table(single)
+
+
+def test_experiment_keeps_the_saved_tasks():
+  """experiments/rl_kd.py --keep-saved: tasks not run now come from the saved
+  record, a task run now replaces its saved runs, and a record of other seeds
+  or config values is refused."""
+  from tests.conftest import load_config, load_experiment
+  experiment = load_experiment('rl_kd')
+  config = load_config('rl_kd').to_dict()
+  saved = {'seeds': [0, 1, 2], 'config': config,
+           'runs': {'sst2': {'equal': ['saved sst2']}, 'mrpc': {'equal': ['saved mrpc']}}}
+  merged = experiment.with_saved_tasks({'mrpc': {'equal': ['new mrpc']},
+                                        'qnli': {'equal': ['new qnli']}}, saved, [0, 1, 2], config)
+  assert list(merged) == ['sst2', 'mrpc', 'qnli']
+  assert merged['sst2'] == {'equal': ['saved sst2']} and merged['mrpc'] == {'equal': ['new mrpc']}
+  with pytest.raises(SystemExit, match='seeds'):
+    experiment.with_saved_tasks({}, saved, [0, 1], config)
+  changed = load_config('rl_kd')
+  changed.rl.pretrain_steps += 1
+  with pytest.raises(SystemExit, match='rl.pretrain_steps'):
+    experiment.with_saved_tasks({}, saved, [0, 1, 2], changed.to_dict())
+  moved = {**config, 'teacher': {**config['teacher'], 'store_dir': '/elsewhere'}}
+  assert list(experiment.with_saved_tasks({}, saved, [0, 1, 2], moved)) == ['sst2', 'mrpc']
