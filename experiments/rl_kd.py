@@ -21,7 +21,7 @@ weights over training and by instance difficulty (seed 0), and the
 separation curves of every reward and seed.
 
 The full default is 3 tasks x 3 seeds x 7 students (plus 9 teachers): about
-12 hours on 2 CPU cores shared with another job (from measured step times).
+3 hours on 2 CPU cores (the runs' wall_seconds in experiments/results/rl_kd.json).
 """
 from __future__ import annotations
 
@@ -388,6 +388,12 @@ def teacher_text(x: dict) -> str:
           + ('all rows' if x['train_fraction'] >= 1 else f"{x['train_fraction']:.0%} of rows"))
 
 
+def run_minutes(runs: dict) -> float:
+  """The minutes the runs themselves took (each summary's wall_seconds)."""
+  return sum(r.get('wall_seconds', 0.0) for by_variant in runs.values()
+             for results in by_variant.values() for r in results) / 60
+
+
 def write_results(name: str, record: dict) -> None:
   write_record(name, record)
   c, hw = record['config'], record['hardware']
@@ -395,7 +401,10 @@ def write_results(name: str, record: dict) -> None:
   lines = [f"# RL-KD: learned teacher selection vs equal weights vs single teachers "
            f"({record['variant']})", '',
            f"Command: `{record['command']}`  ",
-           f"Seeds: {record['seeds']}; wall clock {record['wall_minutes']:.1f} min; hardware: "
+           f"Seeds: {record['seeds']}; wall clock {record['wall_minutes']:.1f} min of this "
+           f"invocation (finished runs return at once), {run_minutes(record['runs']):.0f} min "
+           "summed over the runs' own wall_seconds (teachers inside their task's first run); "
+           f"hardware: "
            f"{hw['cpu_count']} CPU cores, {hw['device_count']} {hw['platform']} device(s), "
            f"jax {hw['jax']}; date {record['date']}.  ",
            f"Student: {s['num_layers']} layers x {s['hidden_size']} (init {s['init']}, "
