@@ -13,6 +13,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, 'results')
 
+try:
+  import kdjax  # noqa: F401
+except ModuleNotFoundError as missing:
+  # A clone run without installing it: one line that says what to do, not a
+  # traceback from the first import deep inside a run.
+  if missing.name != 'kdjax':
+    raise
+  sys.exit('kdjax: error: the kdjax package is not installed; run `pip install -e .` '
+           'in the repository root first')
+
 
 def load_config(name: str, arg: str | None = None):
   """`configs/<name>.py`'s get_config(arg)."""

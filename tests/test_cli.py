@@ -110,3 +110,14 @@ def test_no_pytorch_notice(workdir, monkeypatch):
   proc = run_cli('--workdir', str(workdir), '--config.data.max_length=1024')  # loads the tokenizer
   assert_one_line_error(proc, 'max_length 1024')
   assert notice not in proc.stderr
+
+
+def test_an_experiment_run_without_the_package_installed_says_how_to_install_it():
+  # sys.modules['kdjax'] = None makes every `import kdjax` fail as it does in a
+  # clone that was never `pip install`ed.
+  script = ("import runpy, sys; sys.modules['kdjax'] = None; sys.path.insert(0, 'experiments'); "
+            "sys.argv = ['experiments/rl_kd.py', '--quick']; "
+            "runpy.run_path('experiments/rl_kd.py', run_name='__main__')")
+  proc = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+  assert_one_line_error(proc, 'not installed', 'pip install -e .')
