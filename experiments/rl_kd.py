@@ -175,6 +175,14 @@ def build_table(runs: dict) -> dict:
   return table
 
 
+def in_table_order(keys) -> list[str]:
+  """Equal weights, the RL-KD rewards, then the single teachers: one order for
+  every task, whether its runs are new or come from a saved record."""
+  def rank(key: str) -> tuple[int, str]:
+    return (0 if key == 'equal' else 1 if key.startswith('rl_') else 2, key)
+  return sorted(keys, key=rank)
+
+
 def variant_label(key: str, teacher_names: list[str]) -> str:
   if key.startswith('single'):
     return f'single teacher: {teacher_names[int(key[len("single"):])]}'
@@ -437,7 +445,8 @@ def write_results(name: str, record: dict) -> None:
     for x in t['teachers']:
       lines.append(f"| teacher {x['name']} ({teacher_text(x)}) | "
                    + ' | '.join(f"{x['metrics'][m]:.4f}" for m in metrics) + ' |')
-    for key, row in t['rows'].items():
+    for key in in_table_order(t['rows']):
+      row = t['rows'][key]
       mark = ' (best single)' if key == t['best_single'] else ''
       lines.append(f"| student, {variant_label(key, names)}{mark} | "
                    + ' | '.join(f'{row[m][0]:.4f} ± {row[m][1]:.4f}' for m in metrics) + ' |')

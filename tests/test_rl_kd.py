@@ -489,3 +489,13 @@ def test_experiment_keeps_the_saved_tasks():
     experiment.with_saved_tasks({}, saved, [0, 1, 2], changed.to_dict())
   moved = {**config, 'teacher': {**config['teacher'], 'store_dir': '/elsewhere'}}
   assert list(experiment.with_saved_tasks({}, saved, [0, 1, 2], moved)) == ['sst2', 'mrpc']
+
+
+def test_every_task_lists_its_students_in_one_order():
+  # A task run now lists its variants singles first (the run order), a saved
+  # one equal weights first: the table must not follow either.
+  from tests.conftest import load_experiment
+  experiment = load_experiment('rl_kd')
+  run_order = ['single0', 'single1', 'equal', 'rl_R1', 'rl_R3', 'rl_R2']
+  assert experiment.in_table_order(run_order) == ['equal', 'rl_R1', 'rl_R2', 'rl_R3',
+                                                  'single0', 'single1']
