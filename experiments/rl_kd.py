@@ -71,9 +71,25 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
         c.distill.single_teacher = change.get('single_teacher', 0)
         c.rl.reward = change.get('reward', c.rl.reward)
         c.rl.extra_features = change.get('extra_features', c.rl.extra_features)
-        result = run_method(c, os.path.join(workdir, task, f'{key}-seed{seed}'))
+        run_dir = os.path.join(workdir, task, f'{key}-seed{seed}')
+        result = run_method(c, run_dir)
+        result['stage_end_dev'] = stage_end_dev(run_dir)
         runs[task].setdefault(key, []).append(result)
   return runs
+
+
+def stage_end_dev(run_dir: str) -> dict[str, dict[str, float]]:
+  """Per stage, the dev metrics of its last evaluation in the run's
+  metrics.jsonl: where the student stood when the policy began to learn (the
+  end of the warm-up) and after each later stage."""
+  out = {}
+  with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+    for line in f:
+      entry = json.loads(line)
+      dev = {k[len('dev_'):]: v for k, v in entry.items() if k.startswith('dev_')}
+      if dev:  # a resumed run logs a stage again: the last entry is the final one
+        out[entry['phase']] = dev
+  return out
 
 
 def with_saved_tasks(runs: dict, saved: dict, seeds: list[int], config: dict) -> dict:
@@ -156,6 +172,10 @@ def build_table(runs: dict) -> dict:
       if 'prob_when_right' in difficulty[0]:
         entry['right'] = np.nanmean([d['prob_when_right'] for d in difficulty], 0).tolist()
         entry['wrong'] = np.nanmean([d['prob_when_wrong'] for d in difficulty], 0).tolist()
+      warmup_end = [r.get('stage_end_dev', {}).get('student_warmup', {}).get(primary)
+                    for r in results]
+      if all(v is not None for v in warmup_end):
+        entry['warmup_end'] = mean_std(warmup_end)
       policy[key] = entry
     majority = first['majority'][primary]
     table[task] = {
@@ -283,6 +303,10 @@ def policy_behaviour(table: dict) -> list[str]:
                              zip(names, p['right'], p['wrong'])))
       text += (f"; easiest vs hardest fifth of the instances {p['by_bin'][0]:.2f} vs "
                f"{p['by_bin'][-1]:.2f}")
+      if 'warmup_end' in p:
+        text += (f"; the student's dev {t['primary']} when the policy began (end of the "
+                 f"warm-up) {p['warmup_end'][0]:.4f} ± {p['warmup_end'][1]:.4f}, majority "
+                 f"class {t['majority'][t['primary']]:.4f}")
       for stage in STAGES:
         sep = {k: v for k, v in p['separation'].get(stage, {}).items() if k in MEASURES}
         if sep:

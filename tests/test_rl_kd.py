@@ -499,3 +499,18 @@ def test_every_task_lists_its_students_in_one_order():
   run_order = ['single0', 'single1', 'equal', 'rl_R1', 'rl_R3', 'rl_R2']
   assert experiment.in_table_order(run_order) == ['equal', 'rl_R1', 'rl_R2', 'rl_R3',
                                                   'single0', 'single1']
+
+
+def test_stage_end_dev_is_each_stages_last_evaluation(tmp_path):
+  from tests.conftest import load_experiment
+  experiment = load_experiment('rl_kd')
+  lines = [{'phase': 'student_warmup', 'step': 10, 'loss': 1.7},
+           {'phase': 'student_warmup', 'step': 51, 'dev_accuracy': 0.49, 'dev_f1': 0.0},
+           {'phase': 'policy_pretrain', 'step': 300, 'dev_accuracy': 0.49},
+           {'phase': 'joint', 'step': 60, 'dev_accuracy': 0.55},
+           {'phase': 'joint', 'step': 120, 'dev_accuracy': 0.58},  # logged again on resume
+           {'phase': 'joint', 'step': 120, 'dev_accuracy': 0.59}]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(l) + '\n' for l in lines))
+  assert experiment.stage_end_dev(str(tmp_path)) == {
+      'student_warmup': {'accuracy': 0.49, 'f1': 0.0}, 'policy_pretrain': {'accuracy': 0.49},
+      'joint': {'accuracy': 0.59}}
