@@ -82,11 +82,12 @@ def run_method(config, workdir: str) -> dict:
   return scaffold.launch(config, workdir)[1]
 
 
-def load_saved_record(name: str) -> dict:
-  """experiments/results/NAME.json, for --keep-saved; exits with one line if absent."""
+def load_saved_record(name: str, flag: str = '--keep-saved') -> dict:
+  """experiments/results/NAME.json, for --keep-saved or --rewrite (`flag`);
+  exits with one line if absent."""
   path = os.path.join(RESULTS, f'{name}.json')
   if not os.path.exists(path):
-    sys.exit(f'kdjax: error: --keep-saved needs a saved record at {path}')
+    sys.exit(f'kdjax: error: {flag} needs a saved record at {path}')
   with open(path) as f:
     return json.load(f)
 

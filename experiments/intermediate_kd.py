@@ -43,8 +43,8 @@ import time
 
 import numpy as np
 
-from common import (HERE, apply_overrides, guarded, load_config, majority_baseline, mean_std,
-                    prepare_runtime, run_method)
+from common import (HERE, apply_overrides, guarded, load_config, load_saved_record,
+                    majority_baseline, mean_std, prepare_runtime, run_method)
 
 # name: (label, student overrides, distill overrides, the variant it is paired with)
 STUDENT_4x256 = {'num_layers': 4, 'hidden_size': 256, 'num_heads': 4, 'intermediate_size': 1024,
@@ -278,8 +278,7 @@ def main() -> None:
   args, overrides = parser.parse_known_args()
   name = 'intermediate_kd' + ('_quick' if args.quick else '')
   if args.rewrite:
-    with open(os.path.join(HERE, 'results', f'{name}.json')) as f:
-      record = json.load(f)
+    record = load_saved_record(name, '--rewrite')
     record['table'] = build_table(record['runs'], record['tasks'], record['variants'])
     record['reading'] = reading(record['table'], record['majority'])
     write_results(name, record)

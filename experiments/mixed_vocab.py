@@ -368,8 +368,7 @@ def main() -> None:
     return
   name = 'mixed_vocab_quick' if args.quick else 'mixed_vocab'
   if args.rewrite:
-    with open(os.path.join(RESULTS, f'{name}.json')) as f:
-      record = json.load(f)
+    record = load_saved_record(name, '--rewrite')
     record['table'] = build_table(record['runs'])
     record['reading'] = reading(record['table'], record.get('reproduction'))
     write_results(name, record)

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
 
 import numpy as np
 
-from common import (HERE, apply_overrides, guarded, load_config, mean_std, prepare_runtime,
-                    run_method, write_markdown, write_record)
+from common import (apply_overrides, guarded, load_config, load_saved_record, mean_std,
+                    prepare_runtime, run_method, write_markdown, write_record)
 
 
 VARIANTS = ('nokd', 'kd')
@@ -186,8 +185,7 @@ def main() -> None:
   arg = 'quick' if args.quick else 'small' if args.small else None
   name = 'mtdnn_kd' + (f'_{arg}' if arg else '')
   if args.rewrite:
-    with open(os.path.join(HERE, 'results', f'{name}.json')) as f:
-      record = json.load(f)
+    record = load_saved_record(name, '--rewrite')
     tasks = list(record['config']['data']['tasks'])
     record['table'] = build_table(record['runs'], record['runs']['kd'][0], tasks)
     record['reading'] = reading(record['table'], tasks)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import sys
@@ -33,8 +32,8 @@ import time
 
 import numpy as np
 
-from common import (RESULTS, apply_overrides, guarded, load_config, prepare_runtime, run_method,
-                    write_markdown, write_record)
+from common import (RESULTS, apply_overrides, guarded, load_config, load_saved_record,
+                    prepare_runtime, run_method, write_markdown, write_record)
 
 MEASURES = ('right_minus_wrong', 'spread', 'teacher_gap')
 QUICK = {'data.max_train_examples': 400, 'data.max_eval_examples': 200, 'data.max_length': 32,
@@ -192,8 +191,7 @@ def main() -> None:
   args, overrides = parser.parse_known_args()
   name = 'rl_kd_policy_steps' + ('_quick' if args.quick else '')
   if args.rewrite:
-    with open(os.path.join(RESULTS, f'{name}.json')) as f:
-      record = json.load(f)
+    record = load_saved_record(name, '--rewrite')
     for t in record['table'].values():
       t['recommendation'] = recommend(t['settings'])
     draw(record, name)

@@ -121,3 +121,13 @@ def test_an_experiment_run_without_the_package_installed_says_how_to_install_it(
   proc = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
                         text=True, timeout=120)
   assert_one_line_error(proc, 'not installed', 'pip install -e .')
+
+
+def test_rewriting_from_a_missing_record_is_one_error_line(tmp_path, monkeypatch):
+  from tests.conftest import load_experiment
+  common = load_experiment('common')
+  monkeypatch.setattr(common, 'RESULTS', str(tmp_path))
+  with pytest.raises(SystemExit, match=r'^kdjax: error: --rewrite needs a saved record at '):
+    common.load_saved_record('absent', '--rewrite')
+  (tmp_path / 'present.json').write_text('{"seeds": [0]}')
+  assert common.load_saved_record('present', '--rewrite') == {'seeds': [0]}
