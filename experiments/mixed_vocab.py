@@ -45,6 +45,7 @@ from common import (RESULTS, apply_overrides, check_same_setup, guarded, load_co
 from kdjax import trained_by
 
 TRANSFER_COPIES = 4  # perturbed copies per training example in the transfer-set arm
+LARGE_TRANSFER_COPIES = 16  # the larger transfer set: does more of the teacher's function help?
 # key: (label, mixed.pretrain, mixed.embedding_init, distill.alpha or None for
 # the config's, distill.augment_copies, factor on distill.epochs)
 ARMS = {
@@ -59,7 +60,13 @@ ARMS = {
     # effect from that of longer training.
     'stages_1_3_long': (f'Stages I-III, {1 + TRANSFER_COPIES}x the epochs', True, 'teacher',
                         None, 0, 1 + TRANSFER_COPIES),
+    # Four times the copies (and so ~3.4x the steps of the x4 arm): not among
+    # the default arms, it runs on the tasks named with it.
+    'stages_1_3_transfer16': (
+        f'Stages I-III, task KD with a transfer set (x{LARGE_TRANSFER_COPIES})', True, 'teacher',
+        None, LARGE_TRANSFER_COPIES, 1),
 }
+DEFAULT_ARMS = tuple(a for a in ARMS if a != 'stages_1_3_transfer16')
 # Per-seed paired differences (arm - arm): runs of one seed share the vocabulary,
 # the classifier head's initial weights and the data order, so the pairing
 # removes that shared noise.
@@ -70,6 +77,7 @@ DIFFERENCES = (
     ('stages_1_3_transfer', 'stages_1_3'),  # the transfer set
     ('stages_1_3_long', 'stages_1_3'),  # longer training alone
     ('stages_1_3_transfer', 'stages_1_3_long'),  # the copies at the same number of steps
+    ('stages_1_3_transfer16', 'stages_1_3_transfer'),  # four times the copies
 )
 FULL_TASKS, QUICK_TASKS = 'sst2,bbc,stsb', 'bbc,stsb'
 FULL_SEEDS, QUICK_SEEDS = '0,1,2', '0'
@@ -91,7 +99,7 @@ def arm_config(config, task: str, seed: int, arm: str):
 
 
 def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
-            arms: list[str] = tuple(ARMS)) -> dict:
+            arms: list[str] = DEFAULT_ARMS) -> dict:
   runs = {task: {arm: [] for arm in arms} for task in tasks}
   for seed in seeds:  # seed-major: a run stopped early has whole seeds of every task
     for task in tasks:
@@ -103,24 +111,23 @@ def run_all(config, workdir: str, tasks: list[str], seeds: list[int],
 
 def with_saved_arms(runs: dict, saved: dict, seeds: list[int],
                     config: dict) -> tuple[dict, dict]:
-  """`runs` completed by the saved record's runs of the arms not run now, and
+  """`runs` completed by the saved record's runs of the arms and tasks not run
+  now (an arm run on some tasks only leaves the others' saved runs), and
   the reproduction checks: per task and arm trained anew now and also saved,
   the new minus the saved metric seed by seed (0 everywhere: the saved runs
   reproduce under the code that runs now), with both code versions; checks the
   saved record carries over for arms not trained anew. A run that only resumed
   the saved one (same workdir, same summary) is no check. Refuses a record of
-  other seeds, tasks or config values (paths aside; keys added since the
-  record was written are not compared)."""
-  if any(task not in saved['runs'] for task in runs):
-    raise SystemExit(f"kdjax: error: the saved record has tasks {sorted(saved['runs'])}; "
-                     f"--keep-saved needs tasks {sorted(runs)}")
+  other seeds or config values (paths aside; keys added since the record was
+  written are not compared)."""
   check_same_setup(saved, config, seeds, 'rerun every arm')
   merged = {}
-  reproduction = {task: dict(by_arm) for task, by_arm in saved.get('reproduction', {}).items()
-                  if task in runs}
+  reproduction = {task: dict(by_arm) for task, by_arm in saved.get('reproduction', {}).items()}
   commits = lambda r: {v.get('commit', 'unknown') for v in trained_by.versions_of(r)}
-  for task, by_arm in runs.items():
-    saved_arms = saved['runs'][task]
+  # the saved tasks in their order, then the tasks new to the record
+  saved_tasks = saved.get('tasks', list(saved['runs']))  # the JSON's runs are key-sorted
+  for task in saved_tasks + [t for t in runs if t not in saved_tasks]:
+    by_arm, saved_arms = runs.get(task, {}), saved['runs'].get(task, {})
     merged[task] = {arm: by_arm.get(arm) or saved_arms.get(arm) for arm in ARMS
                     if by_arm.get(arm) or saved_arms.get(arm)}
     for arm in (a for a in by_arm if saved_arms.get(a)):
@@ -140,7 +147,7 @@ def code_versions(runs: dict) -> dict:
   """commit -> the arms whose runs it trained (a record may mix versions)."""
   out = {}
   for by_arm in runs.values():
-    for arm, results in by_arm.items():
+    for arm, results in ((a, by_arm[a]) for a in ARMS if a in by_arm):  # JSON: key-sorted
       for version in (v for r in results for v in trained_by.versions_of(r)):
         key = version.get('commit', 'unknown') + (' (with local changes)'
                                                   if version.get('dirty') else '')
@@ -159,7 +166,8 @@ def clearly_above(values: list[float], baseline: float) -> bool:
 def build_table(runs: dict) -> dict:
   table = {}
   for task, by_arm in runs.items():
-    first = next(results[0] for results in by_arm.values() if results)
+    # the teacher and data as the first arm (in ARMS order) recorded them
+    first = next(by_arm[a][0] for a in ARMS if by_arm.get(a))
     metric = first['comparison']['primary_metric']
     teacher = first['teacher']
     majority = first['majority'][metric]
@@ -199,8 +207,8 @@ def build_table(runs: dict) -> dict:
 def reading(table: dict, reproduction: dict | None = None) -> list[str]:
   """The verdicts, computed from the numbers."""
   lines = []
-  for task, by_arm in (reproduction or {}).items():
-    for arm, check in by_arm.items():
+  for task, by_arm in ((t, reproduction[t]) for t in table if t in (reproduction or {})):
+    for arm, check in ((a, by_arm[a]) for a in ARMS if a in by_arm):
       diffs = check['diffs']
       largest = max(abs(d) for d in diffs)
       lines.append(f"{task}, {ARMS[arm][0]}: trained again under "
@@ -209,18 +217,26 @@ def reading(table: dict, reproduction: dict | None = None) -> list[str]:
                    + ('reproduce exactly on every seed.' if largest == 0 else
                       f"differ by up to {largest:.4f} (per seed "
                       f"{', '.join(f'{d:+.4f}' for d in diffs)})."))
-  small = {arm for arm, row in next(iter(table.values()))['rows'].items()
-           if row['disk_bytes'] < SIZE_TARGET}
-  keeps = [arm for arm in ARMS if arm in small and all(
-      t['rows'][arm]['kept'][0] >= KEPT_TARGET for t in table.values())]
+  small = lambda row: row['disk_bytes'] < SIZE_TARGET
+  keeps = [arm for arm in ARMS if all(
+      arm in t['rows'] and small(t['rows'][arm]) and t['rows'][arm]['kept'][0] >= KEPT_TARGET
+      for t in table.values())]
   kept = '; '.join(f"{task} " + ', '.join(f"{ARMS[a][0]} {row['kept'][0]:.1%}"
                                           for a, row in t['rows'].items())
                    for task, t in table.items())
   lines.append(
       (f"A student under {SIZE_TARGET / 1e6:g} MB keeps >= {KEPT_TARGET:.0%} of the teacher's "
        f"metric on every task: {', '.join(ARMS[a][0] for a in keeps)}." if keeps else
-       f"No student under {SIZE_TARGET / 1e6:g} MB keeps >= {KEPT_TARGET:.0%} of the teacher's "
-       "metric on every task.") + f" Kept (mean over seeds): {kept}.")
+       f"No one arm's student under {SIZE_TARGET / 1e6:g} MB keeps >= {KEPT_TARGET:.0%} of "
+       "the teacher's metric on every task.") + f" Kept (mean over seeds): {kept}.")
+  # The best arm may differ by task (an arm may run on some tasks only).
+  best = {task: max((a for a, row in t['rows'].items() if small(row)),
+                    key=lambda a: t['rows'][a]['kept'][0]) for task, t in table.items()}
+  short = [task for task, a in best.items() if table[task]['rows'][a]['kept'][0] < KEPT_TARGET]
+  lines.append(f"Best student under {SIZE_TARGET / 1e6:g} MB per task: " + '; '.join(
+      f"{task} {ARMS[a][0]} {table[task]['rows'][a]['kept'][0]:.1%}" for task, a in best.items())
+      + (f"; below {KEPT_TARGET:.0%} on {', '.join(short)}." if short else
+         f"; >= {KEPT_TARGET:.0%} on every task."))
   for task, t in table.items():
     below = [ARMS[a][0] for a, row in t['rows'].items() if not row['above_majority']]
     if below:
@@ -228,10 +244,8 @@ def reading(table: dict, reproduction: dict | None = None) -> list[str]:
                    f"(by > 1 point and > 2 seed std): {', '.join(below)}.")
   for a, b in DIFFERENCES:
     key = f'{a} - {b}'
-    if any(key not in t['paired'] for t in table.values()):
-      continue
     parts = []
-    for task, t in table.items():
+    for task, t in ((task, t) for task, t in table.items() if key in t['paired']):
       p = t['paired'][key]
       mean, std = p['mean_std']
       noise = max(t['rows'][a]['metric'][1], t['rows'][b]['metric'][1])
@@ -243,8 +257,20 @@ def reading(table: dict, reproduction: dict | None = None) -> list[str]:
       parts.append(f"{task} {mean:+.4f} ± {std:.4f} (per seed "
                    f"{', '.join(f'{d:+.4f}' for d in p['per_seed'])}; {p['wins']} of {n} "
                    f"positive; {verdict})")
-    lines.append(f"{ARMS[a][0]} minus {ARMS[b][0]}: " + '; '.join(parts) + '.')
+    if parts:
+      lines.append(f"{ARMS[a][0]} minus {ARMS[b][0]}: " + '; '.join(parts) + '.')
   return lines
+
+
+def arms_named(table: dict) -> str:
+  """The arms in the table, each named with the tasks it ran on where not all."""
+  names = []
+  for arm in ARMS:
+    tasks = [task for task, t in table.items() if arm in t['rows']]
+    if tasks:
+      names.append(f"'{ARMS[arm][0]}'" + ('' if len(tasks) == len(table)
+                                          else f" ({', '.join(tasks)} only)"))
+  return '; '.join(names)
 
 
 def write_results(name: str, record: dict) -> None:
@@ -254,6 +280,9 @@ def write_results(name: str, record: dict) -> None:
   versions = code_versions(record['runs'])
   lines = [f"# Mixed-vocabulary distillation ({record['variant']})", '',
            f"Command: `{record['command']}`  ",
+           *(["Earlier commands whose runs it keeps: "
+              + '; '.join(f'`{c}`' for c in record['earlier_commands']) + '  ']
+             if record.get('earlier_commands') else []),
            'Code: ' + ('; '.join(f"{commit} ({', '.join(arms)})"
                                 for commit, arms in versions.items())
                       if len(versions) > 1 else next(iter(versions))) + '; '
@@ -276,8 +305,7 @@ def write_results(name: str, record: dict) -> None:
            f"kept: {c['distill']['keep_best']}). Max length {c['data']['max_length']}; at most "
            f"{c['data']['max_train_examples']} training examples per task (split seed "
            f"{c['data']['split_seed']}). Full config in the JSON file.  ",
-           'Arms: ' + '; '.join(f"'{ARMS[arm][0]}'" for arm in
-                                next(iter(record['table'].values()))['rows'])
+           'Arms: ' + arms_named(record['table'])
            + '. The majority '
            "row always answers the training set's most frequent class (regression: its mean "
            'score, correlation 0).', '']
@@ -352,8 +380,9 @@ def main() -> None:
   parser.add_argument('--seeds', default=None, help=f'default {FULL_SEEDS} ({QUICK_SEEDS} '
                       'with --quick)')
   parser.add_argument('--quick', action='store_true')
-  parser.add_argument('--arms', default=','.join(ARMS),
-                      help=f'the arms to run (default all: {",".join(ARMS)})')
+  parser.add_argument('--arms', default=','.join(DEFAULT_ARMS),
+                      help=f'the arms to run (default {",".join(DEFAULT_ARMS)}; also: '
+                      f'{",".join(a for a in ARMS if a not in DEFAULT_ARMS)})')
   parser.add_argument('--keep-saved', action='store_true',
                       help="take the other arms' runs from the saved results JSON")
   parser.add_argument('--rewrite', action='store_true',
@@ -369,7 +398,7 @@ def main() -> None:
   name = 'mixed_vocab_quick' if args.quick else 'mixed_vocab'
   if args.rewrite:
     record = load_saved_record(name, '--rewrite')
-    record['table'] = build_table(record['runs'])
+    record['table'] = build_table({t: record['runs'][t] for t in record['tasks']})
     record['reading'] = reading(record['table'], record.get('reproduction'))
     write_results(name, record)
     return
@@ -403,7 +432,9 @@ def main() -> None:
             'date': datetime.date.today().isoformat(), 'seeds': seeds, 'tasks': tasks,
             'config': config.to_dict(), 'hardware': hardware(), 'code_version': version,
             'wall_minutes': (time.time() - started) / 60, 'table': table, 'runs': runs}
-  if reproduction is not None:
+  if saved is not None:  # the invocations whose runs the record keeps, oldest first
+    record['tasks'] = list(runs)
+    record['earlier_commands'] = saved.get('earlier_commands', []) + [saved['command']]
     record['reproduction'] = reproduction
   record['reading'] = reading(table, reproduction)
   write_results(name, record)

@@ -601,3 +601,54 @@ def test_experiment_keeps_saved_arms_and_compares_the_rerun_ones():
   check = experiment.with_saved_arms(mixed, saved, [0, 1], config)[1]['stsb']['stages_1_3']
   assert check['rerun_code'] == ['new', 'older']
   assert experiment.code_versions(mixed) == {'new': ['stages_1_3'], 'older': ['stages_1_3']}
+
+
+def test_experiment_arm_on_some_tasks_keeps_the_other_tasks_saved_runs():
+  """experiments/mixed_vocab.py --tasks stsb --arms stages_1_3_transfer16 --keep-saved:
+  the saved tasks stay in the record in their order, the new arm appears on
+  the task it ran on only, its paired difference is read for that task, and
+  the >= 90% verdict is given per task from each task's best small student."""
+  from tests.conftest import load_config, load_experiment
+  experiment = load_experiment('mixed_vocab')
+  config = load_config('mixed_vocab').to_dict()
+
+  def summary(metric, value, teacher):
+    return {'comparison': {'primary_metric': metric, 'kept_fraction': value / teacher,
+                           'speedup': 8.0},
+            'code_version': {'commit': 'c'},
+            'teacher': {'metrics': {metric: teacher}, 'params': 22_713_601,
+                        'disk_bytes': 90_866_412, 'examples_per_s': 90.0,
+                        'architecture': {'vocab': 30522}},
+            'student': {'metrics': {metric: value}, 'params': 1_665_793,
+                        'disk_bytes': 6_674_956, 'disk_bytes_fp16': 3_343_370,
+                        'examples_per_s': 800.0, 'architecture': {'vocab': 5000}},
+            'majority': {metric: 0.5 if metric == 'accuracy' else 0.0}, 'eval_split': 'dev',
+            'data_sizes': {'train': 4000, 'dev': 872}, 'corpus_texts': 20000,
+            'student_vocab': 5000}
+
+  sst2 = {'stages_1_3': [summary('accuracy', v, 0.84) for v in (0.77, 0.78)],
+          'stages_1_3_transfer': [summary('accuracy', v, 0.84) for v in (0.78, 0.79)]}
+  stsb = {'stages_1_3': [summary('pearson', v, 0.76) for v in (0.14, 0.15)],
+          'stages_1_3_transfer': [summary('pearson', v, 0.76) for v in (0.29, 0.31)]}
+  # as read back from the JSON file: tasks key-sorted, their order in 'tasks'
+  saved = {'seeds': [0, 1], 'config': config, 'tasks': ['sst2', 'stsb'], 'command': 'first',
+           'runs': {'stsb': stsb, 'sst2': sst2}}
+  now = {'stsb': {'stages_1_3_transfer16': [summary('pearson', v, 0.76) for v in (0.45, 0.50)]}}
+  merged, reproduction = experiment.with_saved_arms(now, saved, [0, 1], config)
+  assert list(merged) == ['sst2', 'stsb'] and reproduction == {}
+  assert merged['sst2'] == sst2
+  assert list(merged['stsb']) == ['stages_1_3', 'stages_1_3_transfer', 'stages_1_3_transfer16']
+  table = experiment.build_table(merged)
+  assert 'stages_1_3_transfer16' not in table['sst2']['rows']
+  np.testing.assert_allclose(
+      table['stsb']['paired']['stages_1_3_transfer16 - stages_1_3_transfer']['per_seed'],
+      [0.16, 0.19], atol=1e-9)
+  lines = experiment.reading(table)
+  assert lines[0].startswith("No one arm's student under 7 MB keeps >= 90%")
+  best = next(line for line in lines if line.startswith('Best student'))
+  assert 'stsb Stages I-III, task KD with a transfer set (x16) 62.5%' in best
+  assert best.endswith('below 90% on stsb.')
+  assert any(line.startswith('Stages I-III, task KD with a transfer set (x16) minus') and
+             'stsb +0.1750' in line and 'sst2' not in line for line in lines)
+  assert experiment.arms_named(table).endswith("'Stages I-III, task KD with a transfer set "
+                                               "(x16)' (stsb only)")
