@@ -15,14 +15,16 @@ random embeddings, trained on the task alone from the teacher-derived
 embeddings Stage I starts from (the control arm), Stages I-II then the task
 without KD, Stages I-III, Stages I-III whose task KD also covers a transfer
 set (teacher-labelled perturbed copies of the training set), and Stages I-III
-trained as many steps as that one on the training set alone. Runs live in
+trained as many steps as that one on the training set alone (and, where
+--arms names it, Stages I-III with a four times larger transfer set). Runs live in
 WORKDIR/<task>/<arm>-seed<k>: a stopped experiment started again resumes, and
 finished runs return at once.
 
   python experiments/mixed_vocab.py --arms stages_1_3,stages_1_3_transfer --keep-saved
 
 runs only the named arms and takes the others' runs from the saved results
-JSON (an arm added later need not rerun the rest): every run records its code
+JSON (an arm added later need not rerun the rest; with --tasks, the saved
+tasks not named keep all their runs): every run records its code
 version, the table names the versions it mixes, and an arm both run now and
 saved is compared seed by seed, so the table says whether the saved runs
 reproduce under the code that runs now.
